@@ -1,0 +1,74 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/devicemq/mqtt/packet"
+)
+
+// Sentinel errors; match them with errors.Is.
+var (
+	// ErrClosed reports a call on a client that was closed, by Disconnect,
+	// Close or a connection failure. The request was not sent, so retrying
+	// it on a new client is safe. It wraps net.ErrClosed.
+	ErrClosed = fmt.Errorf("mqtt: client closed: %w", net.ErrClosed)
+
+	// ErrConnectionLost reports that the connection ended after a request
+	// was sent and before its acknowledgement arrived: the server may or
+	// may not have acted on it.
+	ErrConnectionLost = errors.New("mqtt: connection lost before acknowledgement")
+
+	// ErrPingTimeout reports that the server did not answer a PINGREQ within
+	// Options.PingTimeout; the connection is treated as dead and closed
+	// (spec 3.1.2.10, [MQTT-3.12.4-1]).
+	ErrPingTimeout = errors.New("mqtt: no PINGRESP from the server")
+
+	// ErrProtocolViolation reports a packet from the server that is well
+	// formed but breaks the protocol, such as a second CONNACK or a PUBACK
+	// for a QoS 2 message. The connection is closed [MQTT-4.8.0-1].
+	ErrProtocolViolation = errors.New("mqtt: protocol violation by the server")
+
+	// ErrSubscriptionFailed reports that the server refused one or more
+	// topic filters of a SUBSCRIBE with return code 0x80 (spec 3.9.3).
+	ErrSubscriptionFailed = errors.New("mqtt: subscription refused")
+
+	// ErrInvalidOptions reports Options that cannot produce a valid CONNECT.
+	ErrInvalidOptions = errors.New("mqtt: invalid options")
+)
+
+// CONNACK refusals (spec 3.2.2.3, Table 3.1), for errors.Is against an error
+// returned by Dial. Each is a *ConnackError.
+var (
+	ErrUnacceptableProtocolVersion = &ConnackError{Code: packet.UnacceptableProtocolVersion}
+	ErrIdentifierRejected          = &ConnackError{Code: packet.IdentifierRejected}
+	ErrServerUnavailable           = &ConnackError{Code: packet.ServerUnavailable}
+	ErrBadUsernameOrPassword       = &ConnackError{Code: packet.BadUsernameOrPassword}
+	ErrNotAuthorized               = &ConnackError{Code: packet.NotAuthorized}
+)
+
+// A ConnackError reports that the server refused the connection with a
+// non-zero CONNACK return code (spec 3.2.2.3). The server closes the
+// connection afterwards [MQTT-3.2.2-5]; retrying without changing what
+// caused the refusal will not help.
+type ConnackError struct {
+	Code packet.ConnackCode
+}
+
+// Error returns a message such as
+// "mqtt: connection refused: bad user name or password (return code 4)".
+func (e *ConnackError) Error() string {
+	return fmt.Sprintf("mqtt: connection refused: %v (return code %d)", e.Code, byte(e.Code))
+}
+
+// Is reports whether target is a *ConnackError with the same return code, so
+// that errors.Is(err, ErrBadUsernameOrPassword) works.
+func (e *ConnackError) Is(target error) bool {
+	t, ok := target.(*ConnackError)
+	return ok && t.Code == e.Code
+}
+
+func violation(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrProtocolViolation}, args...)...)
+}

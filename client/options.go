@@ -1,0 +1,181 @@
+package client
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/devicemq/mqtt/packet"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultKeepAlive      = 60 * time.Second
+	DefaultConnectTimeout = 30 * time.Second
+	DefaultPingTimeout    = 30 * time.Second
+	DefaultInboxSize      = 256
+)
+
+// Options configures a Client. The zero value (or nil) is usable: a
+// generated client identifier with a clean session, keep alive 60 s. Dial
+// copies the Options, so changing them afterwards has no effect.
+type Options struct {
+	// ClientID identifies the client to the server and keys its session
+	// (spec 3.1.3.1). When empty, Dial generates 20 characters of
+	// [0-9a-zA-Z], which every server accepts [MQTT-3.1.3-5], and connects
+	// with a clean session whatever CleanSession says, since a session
+	// stored under a random identifier could never be resumed.
+	ClientID string
+
+	// CleanSession asks the server to discard any stored session and start
+	// a new one that ends with the connection [MQTT-3.1.2-6]. When false,
+	// the server resumes the session stored under ClientID [MQTT-3.1.2-4].
+	CleanSession bool
+
+	// KeepAlive is the longest interval the client lets pass without
+	// sending a packet; when idle it sends PINGREQ [MQTT-3.1.2-23]. It is
+	// sent in whole seconds, rounded up, at most 65,535 s. Zero means
+	// DefaultKeepAlive (60 s); a negative value turns keep alive off (sent
+	// as 0).
+	KeepAlive time.Duration
+
+	// PingTimeout is how long the client waits for PINGRESP before it
+	// closes the connection with ErrPingTimeout. Zero means half of
+	// KeepAlive, at most DefaultPingTimeout (30 s), so a dead link is
+	// noticed within 1.5 times the keep alive.
+	PingTimeout time.Duration
+
+	// ConnectTimeout bounds Dial: the network dial, any TLS or WebSocket
+	// handshake, CONNECT and the wait for CONNACK. Zero means
+	// DefaultConnectTimeout (30 s). A context deadline passed to Dial
+	// applies as well.
+	ConnectTimeout time.Duration
+
+	// Username and Password are sent in CONNECT when Username is not empty
+	// (spec 3.1.3.4, 3.1.3.5). Password is binary data of at most 65,535
+	// bytes and needs a Username [MQTT-3.1.2-22]. The password is never
+	// logged.
+	Username string
+	Password []byte
+
+	// Will, when not nil, is published by the server if the connection
+	// ends without DISCONNECT [MQTT-3.1.2-8].
+	Will *Will
+
+	// ProtocolLevel selects MQTT 3.1.1 (4, the default when zero) or MQTT
+	// 3.1 (3, protocol name "MQIsdp") for old brokers.
+	ProtocolLevel byte
+
+	// MaxPacketSize is the largest packet, in bytes and fixed header
+	// included, the client accepts from the server; a larger one closes the
+	// connection before its body is read. Zero means
+	// packet.DefaultMaxSize (1 MiB).
+	MaxPacketSize int
+
+	// InboxSize is the number of received messages that may wait for their
+	// handlers. When it is full the client stops reading from the network,
+	// so the server's flow control and TCP apply back-pressure; keep alive
+	// is not failed meanwhile. Zero means DefaultInboxSize (256).
+	InboxSize int
+
+	// DefaultHandler receives messages that match no subscription's filter,
+	// such as messages of a resumed session. Nil drops them (QoS 1 and 2
+	// messages are still acknowledged [MQTT-4.5.0-2]).
+	DefaultHandler Handler
+
+	// Logger receives a Debug record for every control packet sent and
+	// received, and Warn records for anomalies. Nil discards everything.
+	Logger *slog.Logger
+}
+
+// Will is the will message of a connection (spec 3.1.2.5).
+type Will struct {
+	Topic   string // topic name; no wildcards [MQTT-3.1.3-10]
+	Payload []byte // 0 to 65,535 bytes
+	QoS     byte   // 0, 1 or 2 [MQTT-3.1.2-14]
+	Retain  bool
+}
+
+// normalize returns a copy of o with defaults filled in, and the CONNECT it
+// describes. It returns an error wrapping ErrInvalidOptions for options that
+// cannot make a valid CONNECT; nothing has been sent then.
+func (o *Options) normalize() (Options, *packet.Connect, error) {
+	var n Options
+	if o != nil {
+		n = *o
+	}
+	if n.KeepAlive == 0 {
+		n.KeepAlive = DefaultKeepAlive
+	}
+	if n.KeepAlive > 65535*time.Second {
+		return n, nil, fmt.Errorf("%w: keep alive %v over 65535 s", ErrInvalidOptions, n.KeepAlive)
+	}
+	if n.PingTimeout <= 0 {
+		n.PingTimeout = min(max(n.KeepAlive/2, time.Second), DefaultPingTimeout)
+	}
+	if n.ConnectTimeout <= 0 {
+		n.ConnectTimeout = DefaultConnectTimeout
+	}
+	if n.MaxPacketSize <= 0 {
+		n.MaxPacketSize = packet.DefaultMaxSize
+	}
+	if n.InboxSize <= 0 {
+		n.InboxSize = DefaultInboxSize
+	}
+	if n.Logger == nil {
+		n.Logger = slog.New(slog.DiscardHandler)
+	}
+	if n.ClientID == "" {
+		n.ClientID = generateClientID()
+		n.CleanSession = true
+	}
+	c := &packet.Connect{
+		ProtocolLevel: n.ProtocolLevel,
+		CleanSession:  n.CleanSession,
+		ClientID:      []byte(n.ClientID),
+	}
+	if n.KeepAlive > 0 {
+		c.KeepAlive = uint16((n.KeepAlive + time.Second - 1) / time.Second)
+	}
+	if n.Username != "" {
+		c.UsernameFlag, c.Username = true, []byte(n.Username)
+		if n.Password != nil {
+			c.PasswordFlag, c.Password = true, n.Password
+		}
+	} else if len(n.Password) > 0 {
+		return n, nil, fmt.Errorf("%w: a password needs a user name [MQTT-3.1.2-22]", ErrInvalidOptions)
+	}
+	if w := n.Will; w != nil {
+		c.WillFlag, c.WillQoS, c.WillRetain = true, w.QoS, w.Retain
+		c.WillTopic, c.WillMessage = []byte(w.Topic), w.Payload
+		if c.WillMessage == nil {
+			c.WillMessage = []byte{}
+		}
+	}
+	if _, err := c.AppendTo(nil); err != nil {
+		return n, nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	return n, c, nil
+}
+
+const idChars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// generateClientID returns 20 random characters of [0-9a-zA-Z].
+func generateClientID() string {
+	b := make([]byte, 20)
+	for i := range b {
+		b[i] = idChars[randIndex(len(idChars))]
+	}
+	return string(b)
+}
+
+func randIndex(n int) int {
+	var b [1]byte
+	for {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+		if int(b[0]) < 256/n*n {
+			return int(b[0]) % n
+		}
+	}
+}

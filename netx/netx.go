@@ -1,0 +1,56 @@
+// Package netx provides the network transports an MQTT client speaks over: a
+// one-method Dialer seam and dialers for plain TCP and for MQTT over
+// WebSocket (RFC 6455; MQTT 3.1.1 section 6).
+//
+// Every Dialer returns a net.Conn carrying the MQTT byte stream. The stream
+// is ordered and lossless; packet boundaries are not preserved by any
+// transport [MQTT-6.0.0-2], so readers must treat it as a plain byte stream.
+//
+// # Transports
+//
+//   - TCP dials "host:port" with the standard library; the net.Conn is the
+//     *net.TCPConn itself.
+//   - WebSocket dials a ws:// or wss:// URL, offers the subprotocol "mqtt"
+//     [MQTT-6.0.0-3] and requires the server to select it [MQTT-6.0.0-4].
+//     The returned net.Conn frames every Write as one masked binary frame and
+//     turns incoming binary frames back into a byte stream; it answers pings
+//     and the close handshake itself and rejects text frames [MQTT-6.0.0-1].
+//
+// # Errors
+//
+// Dial errors start with "netx: " and name the stage that failed (the TCP
+// dial or the WebSocket handshake); they wrap the cause, so errors.Is(err,
+// context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As
+// with *net.OpError and the typed errors of this package (ErrSubprotocol,
+// *HTTPStatusError, ...) work.
+//
+// # Concurrency
+//
+// Dialers are safe for concurrent use. The connections they return follow
+// the net.Conn contract: one Read and one Write may run concurrently with
+// each other and with Close and the deadline setters.
+package netx
+
+import (
+	"context"
+	"net"
+)
+
+// A Dialer opens the byte stream an MQTT client speaks over.
+//
+// Dial must honour ctx: when ctx is cancelled or its deadline passes before
+// the connection is ready, Dial returns an error wrapping ctx.Err() and
+// leaves no socket or goroutine behind. ctx only bounds connection set-up;
+// cancelling it after Dial returned has no effect on the returned net.Conn,
+// which is owned by the caller, who must Close it. Implementations are safe
+// for concurrent use.
+type Dialer interface {
+	Dial(ctx context.Context) (net.Conn, error)
+}
+
+// DialerFunc adapts a function to the Dialer interface. It is as safe for
+// concurrent use as the function it wraps.
+type DialerFunc func(ctx context.Context) (net.Conn, error)
+
+// Dial calls f(ctx).
+func (f DialerFunc) Dial(ctx context.Context) (net.Conn, error) { return f(ctx) }

@@ -1,0 +1,314 @@
+// Package hubsim runs an in-process stand-in for Tencent Cloud IoT Hub, for
+// demos and tests that must not depend on the real service. It serves one
+// key-mode device over MQTT on TCP and on WebSocket, on 127.0.0.1 ports
+// chosen by the kernel, and is built on the mochi-mqtt broker
+// (github.com/mochi-mqtt/server/v2).
+//
+// What it simulates, after IoT Hub: 设备基于 TCP 的 MQTT 接入 and IoT Hub:
+// NTP 服务 (see package tencent for the protocol facts):
+//
+//   - Authentication: CONNECT is accepted only with client identifier
+//     product ID + device name and a user name/password signed with the
+//     device secret (tencent.DeviceInfo.VerifyCredentials), unexpired at
+//     Options.Now. Otherwise the CONNACK return code is 4 (bad user name or
+//     password) for MQTT 3.1 and 3.1.1 clients, the code IoT Hub is known to
+//     use for bad or expired signatures. MQTT 5 clients get reason code
+//     0x86, the MQTT 5 equivalent.
+//   - Authorisation: the device may subscribe to
+//     $sys/operation/result/{pid}/{dn} and to filters under {pid}/{dn}/, and
+//     publish to $sys/operation/{pid}/{dn} and to topics under {pid}/{dn}/.
+//     A denied SUBSCRIBE gets return code 0x80; a denied PUBLISH is dropped
+//     at QoS 0 and ends the connection at QoS 1 (IoT Hub's reaction is not
+//     documented).
+//   - Time service: a PUBLISH (QoS 0 or 1) of
+//     {"type":"get","resource":["time"]} to $sys/operation/{pid}/{dn} is
+//     answered on $sys/operation/result/{pid}/{dn} with
+//     {"type":"get","time":<s>,"ntptime1":<ms>,"ntptime2":<ms>} taken from
+//     Options.Now. For QoS 1 the PUBACK is written before the reply.
+//   - Retain flags on PUBLISH are cleared (IoT Hub does not support
+//     retained messages). The broker's maximum QoS is 1 (IoT Hub has no
+//     QoS 2): SUBSCRIBE at QoS 2 is granted QoS 1, and a QoS 2 PUBLISH is
+//     handled as QoS 1 and answered with PUBACK (the broker's behaviour;
+//     IoT Hub's is not documented). Likewise a CONNECT with a QoS 2 will
+//     gets the broker's MQTT 5 code 0x9B, which is not a 3.1.1 code.
+//
+// Not simulated: TLS, certificate devices, the keep-alive limit (0-900 s),
+// rate and size limits, the other system topics ($shadow, $ota, $rrpc, ...)
+// and every other device.
+package hubsim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/devicemq/mqtt/tencent"
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// Options configure a Hub. A nil *Options means all defaults.
+type Options struct {
+	// Logger receives the hub's events (connections accepted and refused,
+	// time requests) at Info and Debug level, and the embedded broker's
+	// warnings and errors. Nil discards everything.
+	Logger *slog.Logger
+
+	// Now is the hub's clock: it decides whether a signature has expired
+	// and fills the time replies. Nil means time.Now.
+	Now func() time.Time
+
+	// TCPAddr is the address of the MQTT-over-TCP listener. Empty means
+	// "127.0.0.1:0" (a free port).
+	TCPAddr string
+
+	// WebSocketAddr is the address of the MQTT-over-WebSocket listener.
+	// Empty means "127.0.0.1:0" (a free port).
+	WebSocketAddr string
+}
+
+// Stats counts what a Hub has done since Start.
+type Stats struct {
+	Accepted     int64 // CONNECTs accepted
+	Refused      int64 // CONNECTs refused by authentication
+	TimeRequests int64 // time requests answered
+}
+
+// Hub is a running IoT Hub simulator. Its methods are safe for concurrent
+// use.
+type Hub struct {
+	dev tencent.DeviceInfo
+	now func() time.Time
+	log *slog.Logger
+	srv *mqtt.Server
+	tcp *listener
+	ws  *listener
+
+	opTopic       string // $sys/operation/{pid}/{dn}
+	resultTopic   string // $sys/operation/result/{pid}/{dn}
+	privatePrefix string // hubsim/<random>/ ; see hook.OnPacketRead
+	customPrefix  string // {pid}/{dn}/
+
+	accepted     atomic.Int64
+	refused      atomic.Int64
+	timeRequests atomic.Int64
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+// Start validates dev (tencent.DeviceInfo.Validate; key mode only), opens
+// the TCP and WebSocket listeners and starts serving. Call Close when done.
+func Start(dev tencent.DeviceInfo, opts *Options) (*Hub, error) {
+	if err := dev.Validate(); err != nil {
+		return nil, fmt.Errorf("hubsim: %w", err)
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TCPAddr == "" {
+		o.TCPAddr = "127.0.0.1:0"
+	}
+	if o.WebSocketAddr == "" {
+		o.WebSocketAddr = "127.0.0.1:0"
+	}
+
+	var token [8]byte
+	rand.Read(token[:])
+	dev.SubDevices = slices.Clone(dev.SubDevices)
+	h := &Hub{
+		dev:           dev,
+		now:           o.Now,
+		log:           o.Logger,
+		opTopic:       tencent.OperationTopic(dev.ProductID, dev.DeviceName),
+		resultTopic:   tencent.OperationResultTopic(dev.ProductID, dev.DeviceName),
+		privatePrefix: "hubsim/" + hex.EncodeToString(token[:]) + "/",
+		customPrefix:  dev.ProductID + "/" + dev.DeviceName + "/",
+	}
+
+	tcpLn, err := net.Listen("tcp", o.TCPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("hubsim: tcp listener: %w", err)
+	}
+	wsLn, err := net.Listen("tcp", o.WebSocketAddr)
+	if err != nil {
+		tcpLn.Close()
+		return nil, fmt.Errorf("hubsim: websocket listener: %w", err)
+	}
+	h.tcp = newListener("tcp", tcpLn, nil, h.log)
+	h.ws = newListener("ws", wsLn, upgradeWebSocket, h.log)
+
+	// The broker logs to the hub's logger at Warn and above only: its Info
+	// messages (listeners attached, hooks added, ...) are noise here.
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1 // IoT Hub: QoS 0 and 1 only
+	h.srv = mqtt.New(&mqtt.Options{
+		InlineClient: true, // h.srv.Publish sends the time replies
+		Capabilities: caps,
+		Logger:       slog.New(minLevelHandler{h: h.log.Handler(), min: slog.LevelWarn}).With("component", "mochi"),
+	})
+
+	fail := func(err error) (*Hub, error) {
+		tcpLn.Close()
+		wsLn.Close()
+		return nil, fmt.Errorf("hubsim: %w", err)
+	}
+	if err := h.srv.AddHook(&hook{hub: h}, nil); err != nil {
+		return fail(err)
+	}
+	if err := h.srv.AddListener(h.tcp); err != nil {
+		return fail(err)
+	}
+	if err := h.srv.AddListener(h.ws); err != nil {
+		return fail(err)
+	}
+	// Serve starts one goroutine per listener, which calls listener.Serve;
+	// from here on Close must be used to stop them.
+	if err := h.srv.Serve(); err != nil {
+		h.srv.Close()
+		h.tcp.wait()
+		h.ws.wait()
+		return nil, fmt.Errorf("hubsim: %w", err)
+	}
+	h.log.Info("hubsim: started", "client_id", dev.ClientID(), "tcp", h.TCPAddr(), "websocket", h.WebSocketURL())
+	return h, nil
+}
+
+// TCPAddr returns the "host:port" of the MQTT-over-TCP listener, e.g.
+// "127.0.0.1:41234".
+func (h *Hub) TCPAddr() string {
+	return h.tcp.ln.Addr().String()
+}
+
+// WebSocketURL returns the URL of the MQTT-over-WebSocket listener, e.g.
+// "ws://127.0.0.1:41235/mqtt". The listener accepts any request path and
+// selects the subprotocol "mqtt" (or "mqttv3.1") when the client offers it;
+// MQTT travels in binary frames.
+func (h *Hub) WebSocketURL() string {
+	return "ws://" + h.ws.ln.Addr().String() + tencent.WebSocketPath
+}
+
+// Device returns the device the hub serves.
+func (h *Hub) Device() tencent.DeviceInfo {
+	d := h.dev
+	d.SubDevices = slices.Clone(d.SubDevices)
+	return d
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Accepted:     h.accepted.Load(),
+		Refused:      h.refused.Load(),
+		TimeRequests: h.timeRequests.Load(),
+	}
+}
+
+// Publish sends a message to the device's matching subscriptions as the
+// platform would (e.g. to "{pid}/{dn}/control"), bypassing authorisation.
+// qos (0 or 1) is the highest QoS it is delivered with; the subscription's
+// QoS may lower it. It returns net.ErrClosed after Close.
+func (h *Hub) Publish(topic string, payload []byte, qos byte) error {
+	if h.closed.Load() {
+		return fmt.Errorf("hubsim: publish: %w", net.ErrClosed)
+	}
+	if qos > 1 {
+		return errors.New("hubsim: publish: qos must be 0 or 1")
+	}
+	if err := h.srv.Publish(topic, payload, false, qos); err != nil {
+		return fmt.Errorf("hubsim: publish: %w", err)
+	}
+	return nil
+}
+
+// Close stops the hub: it closes the listeners and every connection
+// (clients see the connection close; no DISCONNECT is sent) and waits for
+// the goroutines that accept and serve connections. A few goroutines of the
+// embedded broker (its housekeeping loop and the per-client writers) have
+// been told to stop by then and exit asynchronously right after. Close is
+// idempotent and always returns nil.
+func (h *Hub) Close() error {
+	h.closeOnce.Do(func() {
+		h.closed.Store(true)
+		h.srv.Close() // closes both listeners (listener.Close) and waits for the broker's clients
+		h.tcp.wait()
+		h.ws.wait()
+		h.log.Info("hubsim: stopped")
+	})
+	return nil
+}
+
+// handleOperation answers a message the device published to its
+// $sys/operation topic. It runs in the broker's OnPublished hook, on the
+// device's read goroutine, after the PUBACK (QoS 1) has been written.
+// Publishing from there is safe: the broker holds no lock while calling
+// hooks, and the reply is queued on the device's outbound channel.
+func (h *Hub) handleOperation(clientID string, payload []byte) {
+	received := h.now()
+	var req struct {
+		Type     string   `json:"type"`
+		Resource []string `json:"resource"`
+	}
+	if err := json.Unmarshal(payload, &req); err != nil {
+		h.log.Debug("hubsim: ignoring malformed $sys/operation request", "client_id", clientID, "error", err)
+		return
+	}
+	if req.Type != "get" || !slices.Contains(req.Resource, "time") {
+		h.log.Debug("hubsim: ignoring unsupported $sys/operation request", "client_id", clientID, "payload", string(payload))
+		return
+	}
+	sent := h.now()
+	reply, err := json.Marshal(tencent.TimeReply{
+		Type:     "get",
+		Time:     sent.Unix(),
+		NTPTime1: received.UnixMilli(),
+		NTPTime2: sent.UnixMilli(),
+	})
+	if err != nil {
+		return // cannot happen
+	}
+	// QoS 1 at most: the device's subscription QoS decides.
+	if err := h.srv.Publish(h.resultTopic, reply, false, 1); err != nil {
+		h.log.Warn("hubsim: time reply not sent", "client_id", clientID, "error", err)
+		return
+	}
+	h.timeRequests.Add(1)
+	h.log.Debug("hubsim: time request answered", "client_id", clientID, "reply", string(reply))
+}
+
+// minLevelHandler drops records below min.
+type minLevelHandler struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+
+func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
+	return m.h.Handle(ctx, r)
+}
+
+func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevelHandler{h: m.h.WithAttrs(attrs), min: m.min}
+}
+
+func (m minLevelHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{h: m.h.WithGroup(name), min: m.min}
+}

@@ -1,0 +1,86 @@
+package tencent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/devicemq/mqtt/client"
+	"github.com/devicemq/mqtt/packet"
+)
+
+// TimeRequestInterval is how long ServerTime waits for a reply before it
+// sends the time request again. IoT Hub: 产品限制 says a new subscription
+// takes effect within 5 s, so a request sent right after SUBACK may be
+// answered to nobody.
+const TimeRequestInterval = 2 * time.Second
+
+// timeRequestInterval is TimeRequestInterval; tests shorten it.
+var timeRequestInterval = TimeRequestInterval
+
+// ErrNoTimeReply reports that no time reply came before the context ended.
+var ErrNoTimeReply = errors.New("tencent: no time reply from IoT Hub")
+
+// ServerTime asks IoT Hub for its time, as IoT Hub: NTP 服务 describes:
+// it subscribes to OperationResultTopic (QoS 1), publishes
+// TimeRequestPayload to OperationTopic (QoS 0, as the SDKs do, again every
+// TimeRequestInterval until a reply comes), waits for the reply,
+// unsubscribes, and returns the server's time at the moment the reply
+// arrived, estimated as ParseTimeReply does (millisecond precision, from the
+// latest request's send time).
+//
+// Replies of other types on the result topic (such as "ssh") are ignored.
+// Errors: an error wrapping ErrNoTimeReply and ctx.Err() when ctx ends
+// first; the client's errors (a refused subscription wraps
+// client.ErrSubscriptionFailed); ErrInvalidTimeReply for a malformed reply.
+// ServerTime may be called concurrently with other uses of c, but not
+// concurrently with itself on the same device.
+func ServerTime(ctx context.Context, c *client.Client, productID, deviceName string) (time.Time, error) {
+	type reply struct {
+		payload []byte
+		at      time.Time
+	}
+	replies := make(chan reply, 8)
+	result := OperationResultTopic(productID, deviceName)
+	_, err := c.Subscribe(ctx, client.Subscription{Filter: result, QoS: packet.QoS1, Handler: func(m client.Message) {
+		select {
+		case replies <- reply{m.Payload, time.Now()}:
+		default: // a reply is already waiting; ServerTime needs one
+		}
+	}})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("tencent: server time: %w", err)
+	}
+	defer c.Unsubscribe(context.WithoutCancel(ctx), result)
+
+	request := client.Message{Topic: OperationTopic(productID, deviceName), Payload: []byte(TimeRequestPayload)}
+	retry := time.NewTicker(timeRequestInterval)
+	defer retry.Stop()
+	for {
+		sentAt := time.Now()
+		if err := c.Publish(ctx, request); err != nil {
+			return time.Time{}, fmt.Errorf("tencent: server time: %w", err)
+		}
+	wait:
+		for {
+			select {
+			case r := <-replies:
+				t, err := ParseTimeReply(r.payload, sentAt, r.at)
+				if errors.Is(err, ErrNotTimeReply) {
+					continue
+				}
+				if err != nil {
+					return time.Time{}, err
+				}
+				return t, nil
+			case <-retry.C:
+				break wait
+			case <-c.Done():
+				return time.Time{}, fmt.Errorf("tencent: server time: %w", c.Err())
+			case <-ctx.Done():
+				return time.Time{}, fmt.Errorf("%w: %w", ErrNoTimeReply, ctx.Err())
+			}
+		}
+	}
+}
