@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -650,53 +651,110 @@ func TestPacketIdentifiers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills the identifier space")
 	}
-	c, p := dialFake(t, &Options{ClientID: "ids"})
-	cancelled, cancel := context.WithCancel(context.Background())
-	cancel()
-	seen := make(map[uint16]bool, 65535)
+	c, p := dialFake(t, &Options{ClientID: "ids", MaxInflight: 65535})
+	// Each Publish waits for its PUBACK; the fake broker reads the PUBLISH,
+	// never acknowledges it, and cancels the Publish's context instead, so
+	// that its identifier stays in flight.
+	cancels := make(chan context.CancelFunc, 1)
 	readDone := make(chan error, 1)
 	go func() {
+		seen := make(map[uint16]bool, 65535)
 		for range 65535 {
+			cancel := <-cancels
 			p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 			pk, err := p.dec.Next()
+			cancel()
 			if err != nil {
 				readDone <- err
 				return
 			}
 			id := pk.(*packet.Publish).PacketID
 			if id == 0 || seen[id] {
-				readDone <- errors.New("identifier 0 or reused")
+				readDone <- fmt.Errorf("identifier %d is 0 or in flight", id)
 				return
 			}
 			seen[id] = true
 		}
 		readDone <- nil
 	}()
-	for range 65535 {
-		// The context is already done: Publish queues the PUBLISH and
-		// returns at once, and the identifier stays in flight.
-		if err := c.Publish(cancelled, Message{Topic: "t", QoS: 1}); !errors.Is(err, context.Canceled) {
-			t.Fatalf("Publish = %v", err)
+	for i := range 65535 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels <- cancel
+		if err := c.Publish(ctx, Message{Topic: "t", QoS: 1}); !errors.Is(err, context.Canceled) || errors.Is(err, ErrNotSent) {
+			t.Fatalf("Publish %d = %v, want a cancellation after sending", i, err)
 		}
 	}
 	if err := <-readDone; err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel2()
-	if err := c.Publish(ctx, Message{Topic: "t", QoS: 1}); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "identifier") {
+	// Publish meets the full in-flight window first; SUBSCRIBE, which draws
+	// from the same identifiers, meets their exhaustion.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Publish(ctx, Message{Topic: "t", QoS: 1}); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotSent) {
 		t.Fatalf("Publish with every identifier in flight = %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, Subscription{Filter: "t"}); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), "identifier") {
+		t.Fatalf("Subscribe with every identifier in flight = %v", err)
 	}
 	p.send(&packet.Puback{PacketID: 42})
 	errc := make(chan error, 1)
-	go func() { errc <- c.Publish(ctxT(t, 5*time.Second), Message{Topic: "t", QoS: 1}) }()
-	pub := p.expect(packet.PUBLISH).(*packet.Publish)
-	if pub.PacketID != 42 {
-		t.Errorf("identifier %d, want the freed 42", pub.PacketID)
+	go func() {
+		_, err := c.Subscribe(ctxT(t, 5*time.Second), Subscription{Filter: "t"})
+		errc <- err
+	}()
+	sub := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
+	if sub.PacketID != 42 {
+		t.Errorf("identifier %d, want the freed 42", sub.PacketID)
 	}
-	p.send(&packet.Puback{PacketID: 42})
+	p.send(&packet.Suback{PacketID: 42, ReturnCodes: []packet.SubackCode{0}})
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+	p.send(&packet.Puback{PacketID: 43})
+	go func() { errc <- c.Publish(ctxT(t, 5*time.Second), Message{Topic: "t", QoS: 1}) }()
+	if pub := p.expect(packet.PUBLISH).(*packet.Publish); pub.PacketID != 42 && pub.PacketID != 43 {
+		t.Errorf("identifier %d, want a freed one, 42 or 43", pub.PacketID)
+	}
+}
+
+// TestInflightWindow: no more than MaxInflight QoS 1 and 2 PUBLISHes await
+// acknowledgements; the next waits for one to complete.
+func TestInflightWindow(t *testing.T) {
+	c, p := dialFake(t, &Options{ClientID: "win", MaxInflight: 3})
+	errc := make(chan error, 5)
+	for i := range 5 {
+		go func() {
+			errc <- c.Publish(ctxT(t, 10*time.Second), Message{Topic: "w", Payload: []byte{byte(i)}, QoS: 1})
+		}()
+	}
+	quiet := func() {
+		t.Helper()
+		p.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if pk, err := p.dec.Next(); err == nil {
+			t.Fatalf("%v sent while the window is full", pk.Type())
+		}
+		p.dec.Reset(p.conn)
+	}
+	var ids []uint16
+	for range 3 {
+		ids = append(ids, p.expect(packet.PUBLISH).(*packet.Publish).PacketID)
+	}
+	quiet()
+	p.send(&packet.Puback{PacketID: ids[0]})
+	ids = append(ids, p.expect(packet.PUBLISH).(*packet.Publish).PacketID)
+	quiet()
+	p.send(&packet.Puback{PacketID: ids[1]})
+	ids = append(ids, p.expect(packet.PUBLISH).(*packet.Publish).PacketID)
+	for _, id := range ids[2:] {
+		p.send(&packet.Puback{PacketID: id})
+	}
+	for range 5 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

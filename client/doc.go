@@ -9,7 +9,14 @@
 // Each connection runs three goroutines: a reader that owns the packet
 // decoder, a writer that owns every write to the network connection (PINGREQ
 // included) and a dispatcher that runs message handlers in arrival order, so
-// a slow handler never stalls acknowledgements or keep alive.
+// a slow handler never stalls acknowledgements or keep alive. Received
+// messages wait for the dispatcher in a bounded inbox (Options.InboxSize);
+// QoS 1 and 2 PUBLISHes wait for room in a bounded in-flight window
+// (Options.MaxInflight).
+//
+// A Client is one connection: it does not reconnect, and with clean session
+// 0 the server keeps the session but this client keeps none of its own
+// state across connections.
 //
 // # Writes
 //
@@ -20,18 +27,19 @@
 //
 // # Errors
 //
-// Errors wrap sentinels for errors.Is: ErrClosed (the client was closed; the
-// request was not sent), ErrConnectionLost (the connection ended before the
-// acknowledgement came; the outcome is unknown), ErrPingTimeout,
-// ErrProtocolViolation, ErrSubscriptionFailed, and *ConnackError for a
-// server's refusal, which errors.Is matches against ErrBadUsernameOrPassword
-// and its siblings. Malformed packets from the server surface as
-// *packet.Error wrapping packet.ErrMalformed.
+// Errors wrap sentinels for errors.Is: ErrNotSent (nothing was sent; a
+// retry is safe), ErrClosed (the client was closed), ErrConnectionLost (the
+// connection ended before the acknowledgement came; the outcome is
+// unknown), ErrPingTimeout, ErrProtocolViolation, ErrSubscriptionFailed,
+// and *ConnackError for a server's refusal, which errors.Is matches against
+// ErrBadUsernameOrPassword and its siblings. Malformed packets from the
+// server surface as *packet.Error wrapping packet.ErrMalformed.
 //
 // # Logging
 //
 // With Options.Logger set, every control packet sent and received is logged
 // at slog.LevelDebug, with its type, flags, packet identifier, topic and
-// payload size; passwords are never logged. Nothing is built for the log
-// when the level is disabled.
+// payload size; passwords are never logged. A packet sent is logged when it
+// is queued for the writer, in the order it will be written. Nothing is
+// built for the log when the level is disabled.
 package client

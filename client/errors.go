@@ -10,14 +10,17 @@ import (
 
 // Sentinel errors; match them with errors.Is.
 var (
-	// ErrClosed reports a call on a client that was closed, by Disconnect,
-	// Close or a connection failure. The request was not sent, so retrying
-	// it on a new client is safe. It wraps net.ErrClosed.
+	// ErrClosed is Client.Err after Disconnect or Close, and is wrapped by
+	// the errors of calls made on a client whose connection has ended
+	// (which wrap ErrNotSent too). It wraps net.ErrClosed.
 	ErrClosed = fmt.Errorf("mqtt: client closed: %w", net.ErrClosed)
 
-	// ErrConnectionLost reports that the connection ended after a request
-	// was sent and before its acknowledgement arrived: the server may or
-	// may not have acted on it.
+	// ErrNotSent reports that a request was not sent: retrying it is safe.
+	ErrNotSent = errors.New("mqtt: request not sent")
+
+	// ErrConnectionLost reports that the connection ended, for whatever
+	// reason (Disconnect included), after a request was sent and before its
+	// acknowledgement arrived: the server may or may not have acted on it.
 	ErrConnectionLost = errors.New("mqtt: connection lost before acknowledgement")
 
 	// ErrPingTimeout reports that the server did not answer a PINGREQ within
@@ -68,6 +71,10 @@ func (e *ConnackError) Is(target error) bool {
 	t, ok := target.(*ConnackError)
 	return ok && t.Code == e.Code
 }
+
+// errClosedNotSent is returned by calls on a client whose connection has
+// ended.
+var errClosedNotSent = fmt.Errorf("%w: %w", ErrNotSent, ErrClosed)
 
 func violation(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrProtocolViolation}, args...)...)

@@ -4,8 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/devicemq/mqtt/internal/mosquitto"
 	"github.com/devicemq/mqtt/netx"
@@ -185,5 +189,122 @@ func waitLog(t *testing.T, b *mosquitto.Broker, s string) {
 			t.Fatalf("mosquitto did not log %q", s)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMosquittoConcurrentPublish: many goroutines publishing at mixed QoS
+// through one client; with the in-flight window no message is dropped by
+// mosquitto's inflight quota (it acknowledges and discards QoS 1 and 2
+// messages beyond 20 in flight). Every QoS 1 message arrives at least once,
+// every QoS 2 message exactly once.
+func TestMosquittoConcurrentPublish(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Config{})
+	ctx := ctxT(t, 60*time.Second)
+	var mu sync.Mutex
+	counts := map[string]int{}
+	all := make(chan struct{})
+	const goroutines, each = 20, 50
+	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "sub", CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := sub.Subscribe(ctx, Subscription{Filter: "load/#", QoS: 2, Handler: func(m Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		counts[string(m.Payload)]++
+		if len(counts) == goroutines*each {
+			close(all)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "pub", CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var g errgroup.Group
+	for i := range goroutines {
+		g.Go(func() error {
+			for j := range each {
+				qos := byte(1 + (i+j)%2)
+				if err := pub.Publish(ctx, Message{Topic: fmt.Sprintf("load/%d", i), Payload: []byte(fmt.Sprintf("%d-%d-%d", qos, i, j)), QoS: qos}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+		mu.Lock()
+		t.Fatalf("%d of %d distinct messages arrived", len(counts), goroutines*each)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for m, n := range counts {
+		if m[0] == '2' && n != 1 {
+			t.Errorf("QoS 2 message %s arrived %d times", m, n)
+		}
+	}
+}
+
+// TestMosquittoHandlerForwards: a gateway's handler republishing each
+// message at QoS 1 and waiting for the PUBACK, while many more messages
+// arrive than the inbox holds, forwards them all.
+func TestMosquittoHandlerForwards(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	const n = 200
+	done := make(chan struct{})
+	var got atomic.Int32
+	sink, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "sink", CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	if _, err := sink.Subscribe(ctx, Subscription{Filter: "out", QoS: 1, Handler: func(Message) {
+		if got.Add(1) == n {
+			close(done)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	var gw *Client
+	gw, err = Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "gw", CleanSession: true, InboxSize: 4, KeepAlive: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Subscribe(ctx, Subscription{Filter: "in", QoS: 1, Handler: func(m Message) {
+		if err := gw.Publish(ctx, Message{Topic: "out", Payload: m.Payload, QoS: 1}); err != nil {
+			select {
+			case <-done: // the test is over and closing the client
+			default:
+				t.Errorf("forward: %v", err)
+			}
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "src", CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for i := range n {
+		if err := src.Publish(ctx, Message{Topic: "in", Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("%d of %d forwarded", got.Load(), n)
 	}
 }

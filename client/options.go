@@ -15,6 +15,7 @@ const (
 	DefaultConnectTimeout = 30 * time.Second
 	DefaultPingTimeout    = 30 * time.Second
 	DefaultInboxSize      = 256
+	DefaultMaxInflight    = 20
 )
 
 // Options configures a Client. The zero value (or nil) is usable: a
@@ -29,21 +30,27 @@ type Options struct {
 	ClientID string
 
 	// CleanSession asks the server to discard any stored session and start
-	// a new one that ends with the connection [MQTT-3.1.2-6]. When false,
-	// the server resumes the session stored under ClientID [MQTT-3.1.2-4].
+	// a new one that ends with the connection [MQTT-3.1.2-6]. When false
+	// (the zero value), the server resumes the session stored under
+	// ClientID, and keeps it after the connection ends [MQTT-3.1.2-4]: it
+	// queues QoS 1 and 2 messages for the client meanwhile and delivers
+	// them on the next connection. Set it unless that is what you want.
 	CleanSession bool
 
 	// KeepAlive is the longest interval the client lets pass without
-	// sending a packet; when idle it sends PINGREQ [MQTT-3.1.2-23]. It is
-	// sent in whole seconds, rounded up, at most 65,535 s. Zero means
-	// DefaultKeepAlive (60 s); a negative value turns keep alive off (sent
-	// as 0).
+	// sending a packet; when nothing was sent, or nothing received, for
+	// that long it sends PINGREQ [MQTT-3.1.2-23]. It is sent in whole
+	// seconds, rounded up (1.5 s becomes 2 s, which is then the interval
+	// used), at most 65,535 s. Zero means DefaultKeepAlive (60 s); a
+	// negative value turns keep alive off (sent as 0), and with it the
+	// detection of dead links.
 	KeepAlive time.Duration
 
 	// PingTimeout is how long the client waits for PINGRESP before it
-	// closes the connection with ErrPingTimeout. Zero means half of
-	// KeepAlive, at most DefaultPingTimeout (30 s), so a dead link is
-	// noticed within 1.5 times the keep alive.
+	// closes the connection with ErrPingTimeout; it also bounds, together
+	// with KeepAlive, how long one network write may block. Zero means half
+	// of KeepAlive, at least 1 s and at most DefaultPingTimeout (30 s), so a
+	// dead link is noticed within about 1.5 times the keep alive.
 	PingTimeout time.Duration
 
 	// ConnectTimeout bounds Dial: the network dial, any TLS or WebSocket
@@ -70,13 +77,25 @@ type Options struct {
 	// MaxPacketSize is the largest packet, in bytes and fixed header
 	// included, the client accepts from the server; a larger one closes the
 	// connection before its body is read. Zero means
-	// packet.DefaultMaxSize (1 MiB).
+	// packet.DefaultMaxSize (1 MiB). (netx.WebSocketOptions.MaxFrameSize
+	// bounds WebSocket frames separately.)
 	MaxPacketSize int
+
+	// MaxInflight is the number of QoS 1 and 2 PUBLISHes that may await
+	// their acknowledgements at once; Publish waits for room beyond it.
+	// Brokers bound what they accept from a client: mosquitto, by default,
+	// acknowledges but drops QoS 1 and 2 messages beyond 20 in flight, and
+	// MQTT 3.1.1 has no way to tell the client. Zero means
+	// DefaultMaxInflight (20); at most 65,535.
+	MaxInflight int
 
 	// InboxSize is the number of received messages that may wait for their
 	// handlers. When it is full the client stops reading from the network,
-	// so the server's flow control and TCP apply back-pressure; keep alive
-	// is not failed meanwhile. Zero means DefaultInboxSize (256).
+	// so the server's flow control and TCP apply back-pressure, except
+	// while one of the client's own requests (a PINGREQ included) awaits its
+	// acknowledgement: then it reads on and queues beyond InboxSize, so
+	// that neither keep alive nor a handler waiting for an acknowledgement
+	// is held up. Zero means DefaultInboxSize (256).
 	InboxSize int
 
 	// DefaultHandler receives messages that match no subscription's filter,
@@ -119,6 +138,12 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 	}
 	if n.MaxPacketSize <= 0 {
 		n.MaxPacketSize = packet.DefaultMaxSize
+	}
+	if n.MaxInflight <= 0 {
+		n.MaxInflight = DefaultMaxInflight
+	}
+	if n.MaxInflight > 65535 {
+		n.MaxInflight = 65535
 	}
 	if n.InboxSize <= 0 {
 		n.InboxSize = DefaultInboxSize

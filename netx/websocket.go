@@ -24,11 +24,13 @@ const Subprotocol = "mqtt"
 // zero. All sizes are in bytes.
 const (
 	// DefaultMaxFrameSize bounds the declared payload length of one incoming
-	// WebSocket frame: 1 MiB for an application message plus 128 KiB of
-	// headroom for the MQTT fixed and variable headers (a topic name alone
-	// may take 65,537 bytes). Payloads are streamed, never buffered whole, so
-	// the bound is a policy against misbehaving peers, not a memory need.
-	DefaultMaxFrameSize = 1<<20 + 128<<10
+	// WebSocket frame: 268,435,460 bytes, the largest MQTT control packet
+	// (MQTT 3.1.1 section 2.2.3), since a sender may put a whole packet in
+	// one frame. Payloads are streamed, never buffered whole, so the bound
+	// is a policy against misbehaving peers, not a memory need: the MQTT
+	// decoder's packet size limit (client.Options.MaxPacketSize) is what
+	// bounds memory, and no lower frame bound gets in its way by default.
+	DefaultMaxFrameSize = 1 + 4 + 268_435_455
 
 	// DefaultReadBufferSize is the size of the connection's read buffer.
 	DefaultReadBufferSize = 4096

@@ -51,8 +51,10 @@ const PlaceholderDeviceSecret = "YOUR_DEVICE_SECRET"
 
 // Errors reported by ParseDeviceInfo, LoadDeviceInfo and Validate.
 var (
-	// ErrInvalidDeviceInfo is wrapped by every error that reports a bad or
-	// unreadable device_info.json, and by every *FieldError.
+	// ErrInvalidDeviceInfo is wrapped by every error that reports a bad
+	// device_info.json (malformed JSON or a bad field), and by every
+	// *FieldError. A file that cannot be read gets the os error instead
+	// (errors.Is(err, fs.ErrNotExist) and so on).
 	ErrInvalidDeviceInfo = errors.New("tencent: invalid device info")
 
 	// ErrUnsupportedAuthMode is wrapped by the *FieldError for "auth_mode"
@@ -190,7 +192,7 @@ func LoadDeviceInfo(path string) (*DeviceInfo, error) {
 	}
 	d, err := ParseDeviceInfo(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("tencent: load device info %s: %w", path, err)
 	}
 	return d, nil
 }

@@ -9,10 +9,13 @@
 //   - MQTTHost, WebSocketHost, WebSocketURL and the port constants: where
 //     each region's broker listens.
 //   - OperationTopic, OperationResultTopic, TimeRequestPayload and
-//     ParseTimeReply: the platform's NTP (server time) service.
+//     ParseTimeReply: the platform's NTP (server time) service, and
+//     ServerTime, which runs it over a connected client.Client.
 //
-// The package does no network I/O and imports only the standard library; it
-// composes with any MQTT client by filling that client's CONNECT fields.
+// Apart from ServerTime, which talks over the client it is given, the
+// package does no network I/O; it composes with any MQTT client by filling
+// that client's CONNECT fields. It imports the standard library and this
+// module's client and packet packages.
 //
 // # Sources
 //

@@ -42,7 +42,7 @@ func main() {
 	timeout := flag.Duration("timeout", 15*time.Second, "time allowed for the whole flow")
 	verbose := flag.Bool("v", false, "log every control packet sent and received (DEBUG level)")
 	flag.Parse()
-	if flag.NArg() > 0 || (*transport != "ws" && *transport != "tcp") {
+	if flag.NArg() > 0 || (*transport != "ws" && *transport != "tcp") || *timeout <= 0 {
 		fmt.Fprintln(os.Stderr, "usage: sample [-device device_info.json] [-transport ws|tcp] [-timeout 15s] [-v]")
 		os.Exit(2)
 	}
