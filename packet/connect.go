@@ -95,9 +95,6 @@ func (p *Connect) check() violation {
 		return violation{"MQTT-3.1.2-2", "unsupported protocol level"}
 	}
 	if v := checkUTF8(p.ClientID, "client identifier"); v.broken() {
-		if v.rule == "MQTT-1.5.3-1" {
-			v.rule = "MQTT-3.1.3-4"
-		}
 		return v
 	}
 	// A server answers these two with CONNACK 0x02 [MQTT-3.1.3-8] rather
@@ -233,19 +230,24 @@ func (p *Connect) decode(_ byte, body []byte) error {
 	}
 	// Payload order: client identifier, will topic, will message, user
 	// name, password [MQTT-3.1.3-1].
-	p.ClientID = r.field()
+	if p.ClientID = r.field(); !r.ok {
+		return malformed(CONNECT, "MQTT-3.1.3-3", "client identifier missing")
+	}
 	if p.WillFlag {
 		p.WillTopic = r.field()
-		p.WillMessage = r.field()
+		if p.WillMessage = r.field(); !r.ok {
+			return malformed(CONNECT, "MQTT-3.1.2-9", "will flag set, will topic or message missing")
+		}
 	}
 	if p.UsernameFlag {
-		p.Username = r.field()
+		if p.Username = r.field(); !r.ok {
+			return malformed(CONNECT, "MQTT-3.1.2-19", "user name flag set, user name missing")
+		}
 	}
 	if p.PasswordFlag {
-		p.Password = r.field()
-	}
-	if !r.ok {
-		return malformed(CONNECT, "MQTT-3.1.3-1", "payload cut short")
+		if p.Password = r.field(); !r.ok {
+			return malformed(CONNECT, "MQTT-3.1.2-21", "password flag set, password missing")
+		}
 	}
 	if len(r.b) != 0 {
 		return malformed(CONNECT, "3.1.3", "bytes after the last payload field")
@@ -254,4 +256,17 @@ func (p *Connect) decode(_ byte, body []byte) error {
 		return v.asError(CONNECT, ErrMalformed)
 	}
 	return nil
+}
+
+// Clone returns a deep copy of p whose byte fields do not alias p's. It
+// makes one allocation for the bytes.
+func (p *Connect) Clone() *Connect {
+	c := *p
+	buf := make([]byte, 0, len(p.ClientID)+len(p.WillTopic)+len(p.WillMessage)+len(p.Username)+len(p.Password))
+	c.ClientID, buf = cloneInto(buf, p.ClientID)
+	c.WillTopic, buf = cloneInto(buf, p.WillTopic)
+	c.WillMessage, buf = cloneInto(buf, p.WillMessage)
+	c.Username, buf = cloneInto(buf, p.Username)
+	c.Password, _ = cloneInto(buf, p.Password)
+	return &c
 }

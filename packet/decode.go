@@ -54,7 +54,7 @@ func parseHeader(b []byte) (t Type, flags byte, remaining, size int, err error) 
 	case t == 0 || t == 15:
 		return t, flags, 0, 0, &Error{Rule: "2.2.1", Reason: fmt.Sprintf("reserved packet type %d", t), Err: ErrMalformed}
 	case fixed && flags != want:
-		return t, flags, 0, 0, malformed(t, "MQTT-2.2.2-2", "invalid fixed header flags")
+		return t, flags, 0, 0, malformed(t, flagRule[t], "invalid fixed header flags")
 	case !fixed && flags&0x6 == 0x6:
 		return t, flags, 0, 0, malformed(t, "MQTT-3.3.1-4", "QoS 3")
 	}
@@ -66,6 +66,18 @@ func parseHeader(b []byte) (t Type, flags byte, remaining, size int, err error) 
 		return t, flags, 0, 0, nil
 	}
 	return t, flags, remaining, 1 + n, nil
+}
+
+// flagRule is the rule a wrong flag nibble breaks, by packet type: the
+// type's own rule where it has one, else the general [MQTT-2.2.2-2].
+var flagRule = [16]string{
+	PUBREL:      "MQTT-3.6.1-1",
+	SUBSCRIBE:   "MQTT-3.8.1-1",
+	UNSUBSCRIBE: "MQTT-3.10.1-1",
+	DISCONNECT:  "MQTT-3.14.1-1",
+	CONNECT:     "MQTT-2.2.2-2", CONNACK: "MQTT-2.2.2-2", PUBACK: "MQTT-2.2.2-2", PUBREC: "MQTT-2.2.2-2",
+	PUBCOMP: "MQTT-2.2.2-2", SUBACK: "MQTT-2.2.2-2", UNSUBACK: "MQTT-2.2.2-2", PINGREQ: "MQTT-2.2.2-2",
+	PINGRESP: "MQTT-2.2.2-2",
 }
 
 // Unmarshal decodes the control packet at the start of b into p, which must

@@ -15,6 +15,11 @@ const DefaultMaxSize = 1 << 20
 // minRead is the smallest buffer a Decoder reads into, in bytes.
 const minRead = 4096
 
+// keepBuffer is the largest buffer, in bytes, a Decoder keeps once it is
+// empty after a packet much smaller than it: a buffer grown for one large
+// packet is let go when the packets that follow are small.
+const keepBuffer = 256 << 10
+
 // A Decoder reads control packets from a byte stream such as a net.Conn.
 //
 // It reads into a buffer of its own, as large reads as the stream gives, so
@@ -32,6 +37,7 @@ type Decoder struct {
 	max        int
 	buf        []byte
 	start, end int   // unconsumed bytes are buf[start:end]
+	last       int   // size of the last packet returned, in bytes
 	err        error // sticky: a malformed stream cannot be resynchronised
 	rerr       error // error returned by r along with data, reported once the data is used up
 
@@ -127,6 +133,7 @@ func (d *Decoder) next() (Packet, error) {
 	}
 	body := d.buf[d.start+headerBytes : d.start+total : d.start+total]
 	d.start += total
+	d.last = total
 	p := d.value(t)
 	if err := p.decode(flags, body); err != nil {
 		return nil, err
@@ -178,6 +185,9 @@ func (d *Decoder) fill(want int) error {
 	}
 	if d.start == d.end {
 		d.start, d.end = 0, 0
+		if cap(d.buf) > keepBuffer && d.last < cap(d.buf)/4 {
+			d.buf = nil
+		}
 	}
 	if cap(d.buf)-d.start < want {
 		if d.start > 0 {

@@ -250,3 +250,28 @@ func TestDecoderReset(t *testing.T) {
 		t.Fatalf("Buffered = %d", d.Buffered())
 	}
 }
+
+// TestDecoderShrinks: a buffer grown for one large packet is let go once
+// small packets follow, and kept while large ones do.
+func TestDecoderShrinks(t *testing.T) {
+	big := &Publish{Topic: []byte("big"), Payload: make([]byte, 1<<20)}
+	b, _ := big.AppendTo(nil)
+	b2, _ := big.AppendTo(nil)
+	small := []byte{0xC0, 0x00}
+	in := append(append(append(b, b2...), small...), small...)
+	d := NewDecoder(bytes.NewReader(in), 2<<20)
+	d.Next()
+	grown := cap(d.buf)
+	d.Next()
+	if cap(d.buf) < grown {
+		t.Errorf("buffer let go between two large packets")
+	}
+	d.Next()
+	d.Next()
+	if _, err := d.Next(); err != io.EOF { // the buffer is empty: the next read lets it go
+		t.Fatal(err)
+	}
+	if cap(d.buf) > keepBuffer {
+		t.Errorf("buffer of %d bytes kept for small packets", cap(d.buf))
+	}
+}

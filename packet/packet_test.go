@@ -322,3 +322,25 @@ func TestEncodeTooLarge(t *testing.T) {
 		t.Fatalf("Size = %d, want %d", p.Size(), MaxPacketSize)
 	}
 }
+
+func TestConnectClone(t *testing.T) {
+	wire := h("10 1A 00 04 4D 51 54 54 04 2E 00 3C 00 02 63 31 00 08 73 2F 73 74 61 74 75 73 00 00")
+	p, _, err := Parse(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.(*Connect).Clone()
+	for i := range wire {
+		wire[i] = 0
+	}
+	if diff := cmp.Diff(decoded(golden[1].p), c, cmpOpts); diff != "" {
+		t.Errorf("Connect.Clone (-want +got):\n%s", diff)
+	}
+	full := &Connect{CleanSession: true, ClientID: []byte("id"), WillFlag: true, WillTopic: []byte("w"), WillMessage: []byte("m"),
+		UsernameFlag: true, Username: []byte("u"), PasswordFlag: true, Password: []byte("p")}
+	c = full.Clone()
+	full.ClientID[0], full.WillTopic[0], full.WillMessage[0], full.Username[0], full.Password[0] = 'X', 'X', 'X', 'X', 'X'
+	if string(c.ClientID) != "id" || string(c.WillTopic) != "w" || string(c.WillMessage) != "m" || string(c.Username) != "u" || string(c.Password) != "p" {
+		t.Errorf("Clone aliases the original: %+v", c)
+	}
+}

@@ -64,10 +64,23 @@ func (p *Publish) check() violation {
 		if p.PacketID != 0 {
 			return violation{"MQTT-2.3.1-5", "packet identifier at QoS 0"}
 		}
-	} else if v := checkPacketID(p.PacketID); v.broken() {
-		return v
+	} else if p.PacketID == 0 {
+		return checkPacketID(0)
+	}
+	if n := len(p.Topic); n > 0 && n <= maxString && plain(p.Topic, true) {
+		return violation{}
 	}
 	return checkTopicName(p.Topic, "topic name")
+}
+
+// plainValid is the common case of check, cheap enough to run on every
+// packet: QoS 1 or 2 with an identifier, or QoS 0 without DUP or one, and a
+// topic name of 8 to 65,535 plain ASCII bytes without wildcards. When it
+// reports false, check finds out whether and why the packet is invalid.
+func (p *Publish) plainValid() bool {
+	ok := p.QoS-1 < 2 && p.PacketID != 0 || p.QoS == 0 && !p.DUP && p.PacketID == 0
+	n := len(p.Topic)
+	return ok && n >= 8 && n <= maxString && plainTopicWords(p.Topic)
 }
 
 func (p *Publish) first() byte {
@@ -88,39 +101,60 @@ func (p *Publish) first() byte {
 // [MQTT-3.3.2-2] or ill-formed UTF-8 [MQTT-1.5.3-1], and a Remaining Length
 // over MaxRemainingLength (spec 2.2.3) with one wrapping ErrPacketTooLarge.
 func (p *Publish) AppendTo(dst []byte) ([]byte, error) {
-	if v := p.check(); v.broken() {
-		return dst, v.asError(PUBLISH, ErrInvalid)
+	if !p.plainValid() {
+		if v := p.check(); v.broken() {
+			return dst, v.asError(PUBLISH, ErrInvalid)
+		}
 	}
 	n := p.remaining()
 	if n > MaxRemainingLength {
 		return dst, &Error{Type: PUBLISH, Rule: "2.2.3", Reason: "remaining length over 268435455", Err: ErrPacketTooLarge}
 	}
-	dst = slices.Grow(dst, headerSize(n)+n)
-	dst = appendHeader(dst, p.first(), n)
-	dst = appendString(dst, p.Topic)
-	if p.QoS > 0 {
-		dst = binary.BigEndian.AppendUint16(dst, p.PacketID)
+	total := headerSize(n) + n
+	l := len(dst)
+	if cap(dst)-l < total {
+		dst = slices.Grow(dst, total)
 	}
-	return append(dst, p.Payload...), nil
+	b := dst[l : l+total]
+	b[0] = p.first()
+	i := 1 + putVarint(b[1:], n)
+	binary.BigEndian.PutUint16(b[i:], uint16(len(p.Topic)))
+	i += 2 + copy(b[i+2:], p.Topic)
+	if p.QoS > 0 {
+		binary.BigEndian.PutUint16(b[i:], p.PacketID)
+		i += 2
+	}
+	copy(b[i:], p.Payload)
+	return dst[:l+total], nil
 }
 
 func (p *Publish) decode(flags byte, body []byte) error {
 	p.DUP = flags&flagDUP != 0
 	p.QoS = flags >> shiftQoS & 0x3
 	p.Retain = flags&flagRetain != 0
-	r := reader{b: body, ok: true}
-	p.Topic = r.field()
-	p.PacketID = 0
-	if p.QoS > 0 {
-		// Read nothing at QoS 0 [MQTT-2.3.1-5].
-		p.PacketID = r.uint16()
-	}
-	if !r.ok {
+	if len(body) < 2 {
 		return malformed(PUBLISH, "3.3.2", "variable header cut short")
 	}
-	p.Payload = r.b
-	if v := p.check(); v.broken() {
-		return v.asError(PUBLISH, ErrMalformed)
+	end := 2 + int(binary.BigEndian.Uint16(body))
+	if p.QoS > 0 {
+		// A QoS 0 PUBLISH has no packet identifier [MQTT-2.3.1-5].
+		end += 2
+	}
+	if len(body) < end {
+		return malformed(PUBLISH, "3.3.2", "variable header cut short")
+	}
+	p.PacketID = 0
+	if p.QoS > 0 {
+		p.Topic = body[2 : end-2 : end-2]
+		p.PacketID = binary.BigEndian.Uint16(body[end-2:])
+	} else {
+		p.Topic = body[2:end:end]
+	}
+	p.Payload = body[end:]
+	if !p.plainValid() {
+		if v := p.check(); v.broken() {
+			return v.asError(PUBLISH, ErrMalformed)
+		}
 	}
 	return nil
 }

@@ -35,9 +35,6 @@ func (p *Unsubscribe) check() violation {
 	}
 	for _, f := range p.Filters {
 		if v := checkTopicFilter(f); v.broken() {
-			if v.rule == "MQTT-1.5.3-1" {
-				v.rule = "MQTT-3.10.3-1"
-			}
 			return v
 		}
 	}

@@ -12,6 +12,9 @@ import (
 // UTF-8 without surrogates [MQTT-1.5.3-1], no U+0000 [MQTT-1.5.3-2], and at
 // most 65,535 bytes. U+FEFF is kept as an ordinary character [MQTT-1.5.3-3].
 func checkUTF8(s []byte, what string) violation {
+	if len(s) <= maxString && plain(s, false) {
+		return violation{}
+	}
 	if len(s) > maxString {
 		return violation{"1.5.3", what + " longer than 65535 bytes"}
 	}
@@ -38,6 +41,9 @@ func checkBinary(s []byte, what string) violation {
 // [MQTT-4.7.3-1], no wildcard characters [MQTT-3.3.2-2], a valid UTF-8
 // string [MQTT-3.3.2-1]. "$" is allowed anywhere.
 func checkTopicName(s []byte, what string) violation {
+	if len(s) > 0 && len(s) <= maxString && plain(s, true) {
+		return violation{}
+	}
 	if len(s) == 0 {
 		return violation{"MQTT-4.7.3-1", what + " is empty"}
 	}

@@ -14,6 +14,19 @@ func appendVarint(b []byte, v int) []byte {
 	return append(b, byte(v))
 }
 
+// putVarint writes v as appendVarint does into b, which has room, and
+// returns the number of bytes written.
+func putVarint(b []byte, v int) int {
+	i := 0
+	for v >= 0x80 {
+		b[i] = byte(v) | 0x80
+		v >>= 7
+		i++
+	}
+	b[i] = byte(v)
+	return i + 1
+}
+
 // sizeVarint returns the number of bytes appendVarint uses for v: 1 to 4.
 func sizeVarint(v int) int {
 	switch {
