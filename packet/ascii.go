@@ -57,18 +57,18 @@ func plainTopicWords(s []byte) bool {
 	const k = 0x7f * ones
 	const set3, plus = 0x08 * ones, '+' * ones
 	last := binary.LittleEndian.Uint64(s[len(s)-8:])
-	top, good := last, (last+k)&((last|set3)^plus+k)
+	top, good := last, (last+k)&(((last|set3)^plus)+k)
 	for len(s) >= 16 {
 		v := binary.LittleEndian.Uint64(s)
 		u := binary.LittleEndian.Uint64(s[8:])
 		top |= v | u
-		good &= (v + k) & ((v|set3)^plus + k) & (u + k) & ((u|set3)^plus + k)
+		good &= (v + k) & (((v | set3) ^ plus) + k) & (u + k) & (((u | set3) ^ plus) + k)
 		s = s[16:]
 	}
 	if len(s) >= 8 {
 		v := binary.LittleEndian.Uint64(s)
 		top |= v
-		good &= (v + k) & ((v|set3)^plus + k)
+		good &= (v + k) & (((v | set3) ^ plus) + k)
 	}
 	return (top|^good)&highs == 0
 }

@@ -57,6 +57,9 @@ func checkTopicName(s []byte, what string) violation {
 // [MQTT-4.7.3-1], "#" only alone or after "/" and last [MQTT-4.7.1-2], "+"
 // filling a whole level [MQTT-4.7.1-3], a valid UTF-8 string [MQTT-3.8.3-1].
 func checkTopicFilter(s []byte) violation {
+	if len(s) > 0 && len(s) <= maxString && plain(s, true) {
+		return violation{} // no wildcards: nothing more to check
+	}
 	if len(s) == 0 {
 		return violation{"MQTT-4.7.3-1", "topic filter is empty"}
 	}
