@@ -50,13 +50,11 @@ func parseHeader(b []byte) (t Type, flags byte, remaining, size int, err error) 
 		return 0, 0, 0, 0, nil
 	}
 	t, flags = Type(b[0]>>4), b[0]&0x0f
-	switch want, fixed := t.flags(); {
-	case t == 0 || t == 15:
-		return t, flags, 0, 0, &Error{Rule: "2.2.1", Reason: fmt.Sprintf("reserved packet type %d", t), Err: ErrMalformed}
-	case fixed && flags != want:
-		return t, flags, 0, 0, malformed(t, flagRule[t], "invalid fixed header flags")
-	case !fixed && flags&0x6 == 0x6:
-		return t, flags, 0, 0, malformed(t, "MQTT-3.3.1-4", "QoS 3")
+	if !validFirst[b[0]] {
+		return t, flags, 0, 0, firstByteError(t, flags)
+	}
+	if len(b) >= 2 && b[1] < 0x80 {
+		return t, flags, int(b[1]), 2, nil // the usual one-byte length
 	}
 	remaining, n := consumeVarint(b[1:])
 	switch {
@@ -66,6 +64,30 @@ func parseHeader(b []byte) (t Type, flags byte, remaining, size int, err error) 
 		return t, flags, 0, 0, nil
 	}
 	return t, flags, remaining, 1 + n, nil
+}
+
+// validFirst tells, for every value of a fixed header's first byte, whether
+// it names a control packet type with flags Table 2.2 allows.
+var validFirst = func() (v [256]bool) {
+	for b := range 256 {
+		v[b] = firstByteError(Type(b>>4), byte(b)&0x0f) == nil
+	}
+	return v
+}()
+
+// firstByteError checks a packet type and its flags: types 0 and 15 are
+// reserved (spec 2.2.1), the flags must be those of Table 2.2
+// [MQTT-2.2.2-2], and for PUBLISH QoS 3 is malformed [MQTT-3.3.1-4].
+func firstByteError(t Type, flags byte) error {
+	switch want, fixed := t.flags(); {
+	case t == 0 || t == 15:
+		return &Error{Rule: "2.2.1", Reason: fmt.Sprintf("reserved packet type %d", t), Err: ErrMalformed}
+	case fixed && flags != want:
+		return malformed(t, flagRule[t], "invalid fixed header flags")
+	case !fixed && flags&0x6 == 0x6:
+		return malformed(t, "MQTT-3.3.1-4", "QoS 3")
+	}
+	return nil
 }
 
 // flagRule is the rule a wrong flag nibble breaks, by packet type: the
