@@ -263,8 +263,9 @@ func (c *Client) Err() error {
 // ctx ending before the PUBLISH was queued, or the client closed (these
 // wrap ErrClosed too). Errors wrapping packet.ErrInvalid mean the message
 // breaks a rule (a topic name with wildcards [MQTT-3.3.2-2], empty
-// [MQTT-4.7.3-1] or not UTF-8, QoS 3, a packet over 268,435,455 bytes), and
-// nothing was sent either. Once the PUBLISH is queued: an error wrapping
+// [MQTT-4.7.3-1] or not UTF-8, QoS 3), and errors wrapping
+// packet.ErrPacketTooLarge that the PUBLISH would be larger than
+// Options.MaxPacketSize: nothing was sent either. Once the PUBLISH is queued: an error wrapping
 // ctx.Err() when ctx ends first (the message may still be delivered, and
 // its packet identifier stays in use until the server acknowledges it), or
 // ErrConnectionLost when the connection ends before the acknowledgement
@@ -283,6 +284,9 @@ func (c *Client) Publish(ctx context.Context, m Message) error {
 		return fmt.Errorf("mqtt: publish: %w: %w", ErrNotSent, err)
 	}
 	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: bytesOf(m.Topic), Payload: m.Payload}
+	if n := p.Size(); n > c.opts.MaxPacketSize {
+		return fmt.Errorf("mqtt: publish %s: %w", quote(p.Topic), &packet.Error{Type: packet.PUBLISH, Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
+	}
 	if m.QoS == 0 {
 		return c.sendPublish(ctx, &p)
 	}

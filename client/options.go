@@ -75,10 +75,13 @@ type Options struct {
 	ProtocolLevel byte
 
 	// MaxPacketSize is the largest packet, in bytes and fixed header
-	// included, the client accepts from the server; a larger one closes the
-	// connection before its body is read. Zero means
-	// packet.DefaultMaxSize (1 MiB). (netx.WebSocketOptions.MaxFrameSize
-	// bounds WebSocket frames separately.)
+	// included, the client sends or accepts: Publish refuses a larger
+	// message before sending anything, and a larger packet from the server
+	// closes the connection before its body is read. MQTT 3.1.1 has no way
+	// to learn the server's limit (IoT Hub's is 16 KiB). Zero means
+	// packet.DefaultMaxSize (1 MiB); at most packet.MaxPacketSize.
+	// (netx.WebSocketOptions.MaxFrameSize bounds WebSocket frames
+	// separately.)
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 PUBLISHes that may await
@@ -139,6 +142,7 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 	if n.MaxPacketSize <= 0 {
 		n.MaxPacketSize = packet.DefaultMaxSize
 	}
+	n.MaxPacketSize = min(n.MaxPacketSize, packet.MaxPacketSize)
 	if n.MaxInflight <= 0 {
 		n.MaxInflight = DefaultMaxInflight
 	}

@@ -129,8 +129,11 @@ func TestBlockedWriteDetected(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a peer that reads nothing was not noticed")
 	}
-	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "write") {
-		t.Errorf("Err = %v, want a write failure", err)
+	// Which of the two bounds fires first depends on when the socket's
+	// buffers fill; before writes had a deadline, neither could while the
+	// writer was blocked, and Done was never closed.
+	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "write") && !errors.Is(err, ErrPingTimeout) {
+		t.Errorf("Err = %v, want a write failure or ErrPingTimeout", err)
 	}
 }
 

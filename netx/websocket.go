@@ -35,10 +35,12 @@ const (
 	// DefaultReadBufferSize is the size of the connection's read buffer.
 	DefaultReadBufferSize = 4096
 
-	// DefaultWriteBufferSize is the size of the connection's write buffer; a
-	// frame whose header and payload fit in it goes out in one write to the
-	// socket.
-	DefaultWriteBufferSize = 4096
+	// DefaultWriteBufferSize is the size of the connection's write buffer,
+	// where payloads are masked (RFC 6455 section 5.3) without touching the
+	// caller's bytes; a frame whose header and payload fit in it goes out in
+	// one write to the socket. 32 KiB takes a 16 KiB PUBLISH (IoT Hub's
+	// largest) and batches of small ones in one system call.
+	DefaultWriteBufferSize = 32 << 10
 )
 
 // minBufferSize is the smallest read or write buffer WebSocket uses: a read
@@ -327,6 +329,11 @@ func (d *wsDialer) Dial(ctx context.Context) (net.Conn, error) {
 		connected    bool
 		statusReason string
 	)
+	var tlsCfg *tls.Config
+	var watch *certWatch
+	if d.opts.TLSConfig != nil {
+		tlsCfg, watch = watchClientCert(d.opts.TLSConfig)
+	}
 	dialer := ws.Dialer{
 		Protocols: []string{Subprotocol},
 		Host:      d.host,
@@ -342,7 +349,7 @@ func (d *wsDialer) Dial(ctx context.Context) (net.Conn, error) {
 			connected = true
 			return conn, nil
 		},
-		TLSConfig: d.opts.TLSConfig,
+		TLSConfig: tlsCfg,
 		OnStatusError: func(_ int, reason []byte, _ io.Reader) {
 			statusReason = string(reason)
 		},
@@ -366,6 +373,7 @@ func (d *wsDialer) Dial(ctx context.Context) (net.Conn, error) {
 		case !connected:
 			stage = prefix + ": dial " + dialed
 		}
+		err = watch.classify(err)
 		var status ws.StatusError
 		switch {
 		case errors.As(err, &status):

@@ -1,6 +1,12 @@
 package tencent
 
-import "testing"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"strings"
+	"testing"
+)
 
 func TestHosts(t *testing.T) {
 	tests := []struct {
@@ -66,5 +72,42 @@ func TestRegionValid(t *testing.T) {
 		if r.Valid() {
 			t.Errorf("%q.Valid() = true", r)
 		}
+	}
+}
+
+// TestRootCA: the shipped root is the one whose fingerprint the IoT Hub
+// SDKs give.
+func TestRootCA(t *testing.T) {
+	block, _ := pem.Decode([]byte(RootCAPEM))
+	if block == nil {
+		t.Fatal("RootCAPEM is not PEM")
+	}
+	sum := sha256.Sum256(block.Bytes)
+	if got := strings.ToUpper(hex.EncodeToString(sum[:])); got != "3B1FA1E1149E3F3BD3722730DBEF9EB72EC4B9FD95553063A9C60BA62778E740" {
+		t.Errorf("fingerprint %s", got)
+	}
+	if RootCAs() == nil {
+		t.Fatal("no pool")
+	}
+}
+
+func TestTransportURLs(t *testing.T) {
+	d := &DeviceInfo{ProductID: "ABCDEFGHIJ", DeviceName: "dev1", Region: RegionChina}
+	for tr, want := range map[Transport]string{
+		TCP: "tcp://ABCDEFGHIJ.iotcloud.tencentdevices.com:1883",
+		TLS: "mqtts://ABCDEFGHIJ.iotcloud.tencentdevices.com:8883",
+		WS:  "ws://ABCDEFGHIJ.ap-guangzhou.iothub.tencentdevices.com/mqtt",
+		WSS: "wss://ABCDEFGHIJ.ap-guangzhou.iothub.tencentdevices.com/mqtt",
+	} {
+		got, err := d.URL(tr)
+		if err != nil || got != want {
+			t.Errorf("URL(%s) = %q, %v; want %q", tr, got, err, want)
+		}
+		if _, err := d.Dialer(tr, nil); err != nil {
+			t.Errorf("Dialer(%s): %v", tr, err)
+		}
+	}
+	if _, err := d.URL("quic"); err == nil {
+		t.Error("unknown transport accepted")
 	}
 }

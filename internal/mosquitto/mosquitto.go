@@ -24,11 +24,12 @@ import (
 // Config selects the listeners and settings of a broker.
 type Config struct {
 	WebSocket   bool   // add a "protocol websockets" listener
+	Unix        bool   // add a listener on a Unix domain socket
 	Persistence bool   // keep sessions in a database file in the broker's directory
 	Extra       string // more configuration lines, appended as they are
 	// TLS adds listeners using these PEM files: TLS (server authentication
-	// only), and when ClientCA is set one requiring client certificates,
-	// and WSS when WebSocket is set.
+	// only), and when ClientCA is set one requiring client certificates;
+	// with WebSocket also WSS, and WSS requiring client certificates.
 	TLS *TLSFiles
 }
 
@@ -45,6 +46,8 @@ type Broker struct {
 	TLSAddr  string // "127.0.0.1:port" of the TLS listener, when Config.TLS
 	MTLSAddr string // "127.0.0.1:port" of the mutual TLS listener, when Config.TLS.ClientCA
 	WSSURL   string // "wss://127.0.0.1:port/mqtt", when Config.TLS and Config.WebSocket
+	MWSSURL  string // "wss://127.0.0.1:port/mqtt" requiring client certificates, when also Config.TLS.ClientCA
+	UnixPath string // path of the Unix domain socket, when Config.Unix
 	Dir      string // working directory: configuration, log, database
 
 	t       testing.TB
@@ -126,6 +129,9 @@ func (b *Broker) configure() error {
 		}
 		if b.cfg.WebSocket {
 			n++
+			if b.cfg.TLS.ClientCA != "" {
+				n++
+			}
 		}
 	}
 	b.ports = b.ports[:0]
@@ -177,7 +183,16 @@ func (b *Broker) configure() error {
 			p := next()
 			b.WSSURL = fmt.Sprintf("wss://127.0.0.1:%d/mqtt", p)
 			fmt.Fprintf(&c, "\nlistener %d lo\nprotocol websockets\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate false\n", p, tf.CA, tf.Cert, tf.Key)
+			if tf.ClientCA != "" {
+				p := next()
+				b.MWSSURL = fmt.Sprintf("wss://127.0.0.1:%d/mqtt", p)
+				fmt.Fprintf(&c, "\nlistener %d lo\nprotocol websockets\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username false\n", p, tf.ClientCA, tf.Cert, tf.Key)
+			}
 		}
+	}
+	if b.cfg.Unix {
+		b.UnixPath = filepath.Join(b.Dir, "mosquitto.sock")
+		fmt.Fprintf(&c, "\nlistener 0 %s\nprotocol mqtt\n", b.UnixPath)
 	}
 	b.conf = filepath.Join(b.Dir, "mosquitto.conf")
 	return os.WriteFile(b.conf, []byte(c.String()), 0o644)
@@ -216,6 +231,18 @@ func (b *Broker) start(bin string) error {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+	for b.UnixPath != "" {
+		c, err := net.DialTimeout("unix", b.UnixPath, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Stop()
+			return fmt.Errorf("unix socket %s not accepting: %v", b.UnixPath, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
 }

@@ -141,51 +141,25 @@ func Start(dev tencent.DeviceInfo, opts *Options) (*Hub, error) {
 		customPrefix:  dev.ProductID + "/" + dev.DeviceName + "/",
 	}
 
-	tcpLn, err := net.Listen("tcp", o.TCPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("hubsim: tcp listener: %w", err)
-	}
-	wsLn, err := net.Listen("tcp", o.WebSocketAddr)
-	if err != nil {
-		tcpLn.Close()
-		return nil, fmt.Errorf("hubsim: websocket listener: %w", err)
-	}
-	h.tcp = newListener("tcp", tcpLn, nil, h.log)
-	h.ws = newListener("ws", wsLn, upgradeWebSocket, h.log)
-
-	// The broker logs to the hub's logger at Warn and above only: its Info
-	// messages (listeners attached, hooks added, ...) are noise here.
+	// The hook authenticates and authorises (so the broker adds no
+	// allow-all hook); the broker drops DISCONNECT to 3.x clients.
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1 // IoT Hub: QoS 0 and 1 only
-	h.srv = mqtt.New(&mqtt.Options{
-		InlineClient: true, // h.srv.Publish sends the time replies
-		Capabilities: caps,
-		Logger:       slog.New(minLevelHandler{h: h.log.Handler(), min: slog.LevelWarn}).With("component", "mochi"),
+	srv, err := broker.Start(&broker.Options{
+		Logger:        h.log,
+		TLS:           o.TLS,
+		Hooks:         []mqtt.Hook{&hook{hub: h}},
+		InlineClient:  true, // h.srv.Mochi().Publish sends the time replies
+		Capabilities:  caps,
+		TCPAddr:       o.TCPAddr,
+		WebSocketAddr: o.WebSocketAddr,
 	})
-
-	fail := func(err error) (*Hub, error) {
-		tcpLn.Close()
-		wsLn.Close()
+	if err != nil {
 		return nil, fmt.Errorf("hubsim: %w", err)
 	}
-	if err := h.srv.AddHook(&hook{hub: h}, nil); err != nil {
-		return fail(err)
-	}
-	if err := h.srv.AddListener(h.tcp); err != nil {
-		return fail(err)
-	}
-	if err := h.srv.AddListener(h.ws); err != nil {
-		return fail(err)
-	}
-	// Serve starts one goroutine per listener, which calls listener.Serve;
-	// from here on Close must be used to stop them.
-	if err := h.srv.Serve(); err != nil {
-		h.srv.Close()
-		h.tcp.wait()
-		h.ws.wait()
-		return nil, fmt.Errorf("hubsim: %w", err)
-	}
-	h.log.Info("hubsim: started", "client_id", dev.ClientID(), "tcp", h.TCPAddr(), "websocket", h.WebSocketURL())
+	h.srv = srv
+	h.log.Info("hubsim: started", "client_id", dev.ClientID(), "tcp", h.TCPAddr(), "websocket", h.WebSocketURL(),
+		"tls", h.TLSAddr(), "wss", h.WSSURL())
 	return h, nil
 }
 
