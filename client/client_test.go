@@ -651,7 +651,7 @@ func TestPacketIdentifiers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills the identifier space")
 	}
-	c, p := dialFake(t, &Options{ClientID: "ids", MaxInflight: 65535})
+	c, p := dialFake(t, &Options{ClientID: "ids", MaxInflight: 65535, MaxPending: 65535})
 	// Each Publish waits for its PUBACK; the fake broker reads the PUBLISH,
 	// never acknowledges it, and cancels the Publish's context instead, so
 	// that its identifier stays in flight.

@@ -18,6 +18,11 @@ var (
 	// ErrNotSent reports that a request was not sent: retrying it is safe.
 	ErrNotSent = errors.New("mqtt: request not sent")
 
+	// ErrNotConnected reports a QoS 0 Publish while a Session has no
+	// connection: QoS 0 messages are not stored (QoS 1 and 2 ones are). It
+	// wraps ErrNotSent.
+	ErrNotConnected = fmt.Errorf("mqtt: not connected: %w", ErrNotSent)
+
 	// ErrConnectionLost reports that the connection ended, for whatever
 	// reason (Disconnect included), after a request was sent and before its
 	// acknowledgement arrived: the server may or may not have acted on it.
@@ -75,6 +80,8 @@ func (e *ConnackError) Is(target error) bool {
 // errClosedNotSent is returned by calls on a client whose connection has
 // ended.
 var errClosedNotSent = fmt.Errorf("%w: %w", ErrNotSent, ErrClosed)
+
+var errNotConnected = ErrNotConnected
 
 func violation(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrProtocolViolation}, args...)...)

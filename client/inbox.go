@@ -13,6 +13,7 @@ type inbound struct {
 	deliver bool        // false for a QoS 2 duplicate: acknowledge only
 	ack     packet.Type // PUBACK, PUBREC, or 0 for QoS 0
 	id      uint16
+	from    *conn // the connection it came on, which the acknowledgement goes to
 }
 
 // inbox is the queue between the reader and the dispatcher. It holds up to
@@ -117,13 +118,13 @@ func (b *inbox) get() (in inbound, ok bool) {
 	}
 }
 
-// dispatchLoop runs handlers in arrival order and sends each QoS 1 or 2
-// acknowledgement after the handler returns, so acknowledgements go out in
-// the order the messages arrived [MQTT-4.6.0-2], [MQTT-4.6.0-3]. It ends
-// once the reader has ended and every queued message has been handled, or
-// when the client is closed by its user.
-func (c *Client) dispatchLoop() {
-	defer c.exit(false)
+// dispatch runs handlers in arrival order and sends each QoS 1 or 2
+// acknowledgement after the handler returns, on the connection the message
+// came on, so acknowledgements go out in the order the messages arrived
+// [MQTT-4.6.0-2], [MQTT-4.6.0-3]; one for a connection that has ended is
+// dropped (the server re-sends the message). It returns once the inbox has
+// ended and is empty, or is stopped.
+func (c *core) dispatch() {
 	var handlers []Handler
 	for {
 		in, ok := c.inbox.get()
@@ -137,7 +138,7 @@ func (c *Client) dispatchLoop() {
 			}
 		}
 		if in.ack != 0 {
-			c.sendAck(in.ack, in.id)
+			in.from.sendAck(in.ack, in.id)
 		}
 	}
 }
@@ -146,11 +147,12 @@ func (c *Client) dispatchLoop() {
 type route struct {
 	filter  string // as subscribed
 	match   string // the filter messages are matched against: without a $share/{group}/ prefix
+	qos     byte   // as requested, for subscribing again
 	handler Handler
 }
 
 func newRoute(s Subscription) route {
-	r := route{filter: s.Filter, match: s.Filter, handler: s.Handler}
+	r := route{filter: s.Filter, match: s.Filter, qos: s.QoS, handler: s.Handler}
 	// A shared subscription $share/{group}/{filter} (mosquitto and others
 	// accept it in 3.1.1) delivers messages whose topic matches {filter}.
 	if rest, ok := strings.CutPrefix(s.Filter, "$share/"); ok {
@@ -164,7 +166,7 @@ func newRoute(s Subscription) route {
 // handlersFor appends to hs the handlers of the subscriptions whose filters
 // match topic, each once; subscriptions without a handler, and topics that
 // match none, get Options.DefaultHandler, once.
-func (c *Client) handlersFor(topic string, hs []Handler) []Handler {
+func (c *core) handlersFor(topic string, hs []Handler) []Handler {
 	useDefault := true
 	c.mu.Lock()
 	for _, r := range c.routes {

@@ -9,13 +9,13 @@ import (
 	"github.com/devicemq/mqtt/packet"
 )
 
-func (c *Client) debug() bool { return c.log.Enabled(context.Background(), slog.LevelDebug) }
+func (cn *conn) debug() bool { return cn.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // logPacket writes one Debug record for a control packet sent or received:
 // its type, flags, packet identifier, topic and payload size. It never logs
 // a password or a payload's content.
-func (c *Client) logPacket(dir string, p packet.Packet) {
-	if !c.debug() {
+func (cn *conn) logPacket(dir string, p packet.Packet) {
+	if !cn.debug() {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 10)
@@ -85,5 +85,5 @@ func (c *Client) logPacket(dir string, p packet.Packet) {
 	case *packet.Unsuback:
 		attrs = append(attrs, slog.Int("id", int(p.PacketID)))
 	}
-	c.log.LogAttrs(context.Background(), slog.LevelDebug, "mqtt "+dir, attrs...)
+	cn.log.LogAttrs(context.Background(), slog.LevelDebug, "mqtt "+dir, attrs...)
 }

@@ -16,6 +16,7 @@ const (
 	DefaultPingTimeout    = 30 * time.Second
 	DefaultInboxSize      = 256
 	DefaultMaxInflight    = 20
+	DefaultMaxPending     = 1000
 )
 
 // Options configures a Client. The zero value (or nil) is usable: a
@@ -92,6 +93,23 @@ type Options struct {
 	// DefaultMaxInflight (20); at most 65,535.
 	MaxInflight int
 
+	// MaxPending is the number of QoS 1 and 2 messages accepted by Publish
+	// and not yet completed, in flight or waiting to be sent (while the
+	// window is full, or a Session is offline); Publish waits for room
+	// beyond it, within its context. Zero means DefaultMaxPending (1000);
+	// at most 65,535, the number of packet identifiers, which SUBSCRIBE and
+	// UNSUBSCRIBE draw from too.
+	MaxPending int
+
+	// Store keeps the session's outbound QoS 1 and 2 messages and received
+	// QoS 2 packet identifiers (see Store). Nil means a new MemoryStore,
+	// which lasts as long as the Client or Session. With a FileStore, a
+	// program that restarts with the same store, client identifier and
+	// clean session 0 sends again every message whose Publish was
+	// accepted, and delivers no QoS 2 message twice. The client does not
+	// close the Store.
+	Store Store
+
 	// InboxSize is the number of received messages that may wait for their
 	// handlers. When it is full the client stops reading from the network,
 	// so the server's flow control and TCP apply back-pressure, except
@@ -149,6 +167,10 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 	if n.MaxInflight > 65535 {
 		n.MaxInflight = 65535
 	}
+	if n.MaxPending <= 0 {
+		n.MaxPending = DefaultMaxPending
+	}
+	n.MaxPending = min(n.MaxPending, 65535)
 	if n.InboxSize <= 0 {
 		n.InboxSize = DefaultInboxSize
 	}

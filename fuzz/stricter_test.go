@@ -20,6 +20,7 @@ func hx(s string) []byte {
 // stricterCases names, for every rule in stricter, an input this codec
 // rejects for that rule and mochi's decoder accepts.
 var stricterCases = map[string]string{
+	"2.2.3":         "E0 80 80 80 80 30",
 	"3.1.3":         "10 0F 00 04 4D 51 54 54 04 02 00 3C 00 02 63 31 00",
 	"3.2.1":         "20 03 00 00 00",
 	"3.2.2.1":       "20 02 02 00",

@@ -60,6 +60,9 @@ func ServerTime(ctx context.Context, c *client.Client, productID, deviceName str
 	for {
 		sentAt := time.Now()
 		if err := c.Publish(ctx, request); err != nil {
+			if ctx.Err() != nil {
+				return time.Time{}, fmt.Errorf("%w: %w", ErrNoTimeReply, ctx.Err())
+			}
 			return time.Time{}, fmt.Errorf("tencent: server time: %w", err)
 		}
 	wait:

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -70,6 +71,7 @@ const WebSocketPath = "/mqtt"
 
 // Server is a running broker. Its methods are safe for concurrent use.
 type Server struct {
+	log   *slog.Logger
 	mochi *mqtt.Server
 	tcp   *Listener
 	ws    *Listener
@@ -83,10 +85,14 @@ type Server struct {
 // open when it returns, so clients may connect at once. Call Close when
 // done.
 //
-// The broker speaks MQTT 3.1, 3.1.1 and 5 as mochi does, with one change:
-// it never sends DISCONNECT to MQTT 3.x clients (a packet only clients send
+// The broker speaks MQTT 3.1, 3.1.1 and 5 as mochi does, with two changes.
+// It never sends DISCONNECT to MQTT 3.x clients (a packet only clients send
 // in 3.1.1), which mochi does on shutdown, session takeover and refused
-// QoS 1 publishes; their connection just closes.
+// QoS 1 publishes; their connection just closes. And a client that
+// connects with the client ID of an existing connection waits until that
+// connection is torn down, which mochi alone races with (see
+// takeoverHook): a client reconnecting at once could lose its new
+// subscriptions.
 func Start(opts *Options) (*Server, error) {
 	var o Options
 	if opts != nil {
@@ -120,7 +126,7 @@ func Start(opts *Options) (*Server, error) {
 		opened = append(opened, ln)
 		return ln, nil
 	}
-	s := &Server{}
+	s := &Server{log: log}
 	ln, err := listen("tcp", o.TCPAddr)
 	if err != nil {
 		return nil, err
@@ -171,6 +177,9 @@ func Start(opts *Options) (*Server, error) {
 		}
 	}
 	if err := s.mochi.AddHook(new(noV3DisconnectHook), nil); err != nil {
+		return fail(err)
+	}
+	if err := s.mochi.AddHook(&takeoverHook{s: s}, nil); err != nil {
 		return fail(err)
 	}
 	for _, l := range s.listeners() {
@@ -282,6 +291,58 @@ func (h *noV3DisconnectHook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) p
 		pk.FixedHeader.Type = packets.Reserved
 	}
 	return pk
+}
+
+// takeoverWait bounds how long a new connection waits for mochi to tear
+// down the previous connection of its client ID.
+const takeoverWait = 5 * time.Second
+
+// takeoverHook makes a session takeover wait until mochi has torn down the
+// previous connection with the same client ID. mochi (v2.7.9) races there:
+// the old connection's goroutine, once it sees its connection end, checks
+// IsTakenOver and then, for a clean session, unsubscribes by client ID and
+// deletes the client ID from its client list; if the new connection takes
+// over in between, it loses its subscriptions or its place in the list,
+// and messages for it are dropped. This happens when a client reconnects
+// right after its connection dropped, as well as in live takeovers.
+// OnSessionEstablish, called after authentication and just before mochi
+// inherits the session, therefore disconnects a live previous connection
+// itself (DISCONNECT 0x8E to MQTT 5 clients, as mochi does) and waits for
+// its teardown to finish; mochi then finds either no session (clean) or the
+// closed client to inherit from.
+type takeoverHook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *takeoverHook) ID() string { return "broker-takeover" }
+
+func (h *takeoverHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+
+func (h *takeoverHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	old, ok := h.s.mochi.Clients.Get(cl.ID)
+	if !ok || old == cl || old.Net.Inline || old.Net.Conn == nil {
+		return
+	}
+	var done <-chan struct{}
+	for _, l := range h.s.listeners() {
+		if l.ID() == old.Net.Listener {
+			done = l.Done(old.Net.Conn)
+		}
+	}
+	if done == nil {
+		return // already torn down
+	}
+	if !old.Closed() {
+		_ = h.s.mochi.DisconnectClient(old, packets.ErrSessionTakenOver)
+	}
+	t := time.NewTimer(takeoverWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		h.s.log.Warn("broker: previous connection not torn down in time", "client", cl.ID, "listener", old.Net.Listener)
+	}
 }
 
 // minLevelHandler drops records below min.

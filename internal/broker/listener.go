@@ -42,8 +42,11 @@ func (k Kind) String() string {
 // request of a new connection.
 const handshakeTimeout = 10 * time.Second
 
-// wsMaxMessage bounds one incoming WebSocket message, in bytes.
-const wsMaxMessage = 1 << 20
+// wsMaxMessage bounds one incoming WebSocket message, in bytes. Messages
+// are read as a stream, so this guards against nonsense rather than saving
+// memory; a client may well send several packets, or one large one, in a
+// message.
+const wsMaxMessage = 64 << 20
 
 // Listener implements mochi's listeners.Listener on a net.Listener opened
 // by the caller, so the port is known (and bound) before the broker starts;
@@ -66,6 +69,9 @@ type Listener struct {
 	mu     sync.Mutex
 	closed bool
 	conns  map[net.Conn]struct{}
+	// sessions maps the connections handed to mochi (after any TLS or
+	// WebSocket handshake) to channels closed when mochi is done with them.
+	sessions map[net.Conn]chan struct{}
 
 	// wg counts the Serve loop (added by NewListener, because mochi starts
 	// Serve in a goroutine of its own) and one goroutine per connection.
@@ -80,7 +86,11 @@ func NewListener(id string, ln net.Listener, kind Kind, log *slog.Logger) *Liste
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Listener{id: id, ln: ln, kind: kind, log: log, conns: map[net.Conn]struct{}{}}
+	l := &Listener{
+		id: id, ln: ln, kind: kind, log: log,
+		conns:    map[net.Conn]struct{}{},
+		sessions: map[net.Conn]chan struct{}{},
+	}
 	l.wg.Add(1)
 	return l
 }
@@ -128,6 +138,19 @@ func (l *Listener) untrack(c net.Conn) {
 	delete(l.conns, c)
 }
 
+// Done returns a channel closed when mochi's handling of c ends, that is
+// when the EstablishFn given c returns, having torn the client down; c is
+// a connection mochi got from l (mqtt.Client.Net.Conn). It returns nil if
+// l has no such connection (any more).
+func (l *Listener) Done(c net.Conn) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, ok := l.sessions[c]; ok {
+		return ch
+	}
+	return nil
+}
+
 // Serve accepts connections until Close, handing each to establish in a
 // goroutine of its own.
 func (l *Listener) Serve(establish listeners.EstablishFn) {
@@ -173,6 +196,16 @@ func (l *Listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 			return
 		}
 	}
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.sessions[c] = done
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.sessions, c)
+		l.mu.Unlock()
+		close(done)
+	}()
 	// establish returns when the MQTT connection ends.
 	err := establish(l.id, c)
 	l.log.Debug("broker: connection closed", "listener", l.id, "remote", remote, "error", err)
@@ -231,7 +264,7 @@ type wsConn struct {
 	control wsutil.FrameHandlerFunc // answers control frames
 	inMsg   bool                    // rd is inside a data message
 
-	wmu sync.Mutex  // serialises writes of whole frames
+	wmu sync.Mutex   // serialises writes of whole frames
 	hdr headerBuffer // Write's frame header, under wmu
 }
 

@@ -1,7 +1,8 @@
-// Package testcerts makes a throwaway PKI for tests with crypto/x509: a CA,
-// a server certificate and a client certificate it signs, and a second CA
-// that the server does not trust, with a client certificate of its own.
-// Keys are ECDSA P-256; certificates are valid from an hour ago for a day.
+// Package testcerts makes a throwaway PKI with crypto/x509, for tests and
+// for the sample's stand-in: a CA, a server certificate and a client
+// certificate it signs, and a second CA that nobody trusts, with a client
+// certificate of its own. Keys are ECDSA P-256; certificates are valid from
+// an hour ago for a day.
 package testcerts
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,41 +50,69 @@ type issuer struct {
 // New writes a PKI into a temporary directory of t.
 func New(t testing.TB) *PKI {
 	t.Helper()
-	p := &PKI{Dir: t.TempDir()}
-	ca := p.ca(t, "devicemq test CA", "ca")
-	other := p.ca(t, "devicemq untrusted CA", "other-ca")
-	p.CAFile = filepath.Join(p.Dir, "ca.crt")
-	p.OtherCAFile = filepath.Join(p.Dir, "other-ca.crt")
-	p.ServerCert, p.ServerKey = p.leaf(t, ca, "server", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "localhost"},
-		DNSNames:    ServerNames,
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	p.ClientCert, p.ClientKey = p.leaf(t, ca, "client", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "device-01"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	p.OtherCert, p.OtherKey = p.leaf(t, other, "intruder", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "intruder"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	p.Pool = x509.NewCertPool()
-	p.Pool.AddCert(ca.cert)
-	var err error
-	if p.ServerKeyPair, err = tls.LoadX509KeyPair(p.ServerCert, p.ServerKey); err != nil {
+	p, err := Generate(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-var serial int64
+// Generate writes a PKI into dir, which must exist.
+func Generate(dir string) (*PKI, error) {
+	p := &PKI{Dir: dir}
+	ca, err := p.ca("devicemq test CA", "ca")
+	if err != nil {
+		return nil, err
+	}
+	other, err := p.ca("devicemq untrusted CA", "other-ca")
+	if err != nil {
+		return nil, err
+	}
+	p.CAFile = filepath.Join(dir, "ca.crt")
+	p.OtherCAFile = filepath.Join(dir, "other-ca.crt")
+	leaves := []struct {
+		by        issuer
+		name      string
+		tmpl      *x509.Certificate
+		cert, key *string
+	}{
+		{ca, "server", &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "localhost"},
+			DNSNames:    ServerNames,
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}, &p.ServerCert, &p.ServerKey},
+		{ca, "client", &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "device-01"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}, &p.ClientCert, &p.ClientKey},
+		{other, "intruder", &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "intruder"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}, &p.OtherCert, &p.OtherKey},
+	}
+	for _, l := range leaves {
+		if *l.cert, *l.key, err = p.leaf(l.by, l.name, l.tmpl); err != nil {
+			return nil, err
+		}
+	}
+	p.Pool = x509.NewCertPool()
+	p.Pool.AddCert(ca.cert)
+	if p.ServerKeyPair, err = tls.LoadX509KeyPair(p.ServerCert, p.ServerKey); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
 
-func (p *PKI) ca(t testing.TB, name, file string) issuer {
-	key := newKey(t)
-	serial++
+var serial atomic.Int64
+
+func (p *PKI) ca(name, file string) (issuer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return issuer{}, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
+		SerialNumber:          big.NewInt(serial.Add(1)),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -92,43 +122,43 @@ func (p *PKI) ca(t testing.TB, name, file string) issuer {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return issuer{}, err
 	}
-	cert, _ := x509.ParseCertificate(der)
-	p.write(t, file+".crt", "CERTIFICATE", der)
-	return issuer{cert, key}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return issuer{}, err
+	}
+	if _, err := p.write(file+".crt", "CERTIFICATE", der); err != nil {
+		return issuer{}, err
+	}
+	return issuer{cert, key}, nil
 }
 
-func (p *PKI) leaf(t testing.TB, by issuer, file string, tmpl *x509.Certificate) (certFile, keyFile string) {
-	key := newKey(t)
-	serial++
-	tmpl.SerialNumber = big.NewInt(serial)
+func (p *PKI) leaf(by issuer, file string, tmpl *x509.Certificate) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl.SerialNumber = big.NewInt(serial.Add(1))
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
 	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, by.cert, &key.PublicKey, by.key)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
-	return p.write(t, file+".crt", "CERTIFICATE", der), p.write(t, file+".key", "PRIVATE KEY", kder)
+	if certFile, err = p.write(file+".crt", "CERTIFICATE", der); err != nil {
+		return "", "", err
+	}
+	keyFile, err = p.write(file+".key", "PRIVATE KEY", kder)
+	return certFile, keyFile, err
 }
 
-func (p *PKI) write(t testing.TB, name, typ string, der []byte) string {
+func (p *PKI) write(name, typ string, der []byte) (string, error) {
 	path := filepath.Join(p.Dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
+	return path, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }

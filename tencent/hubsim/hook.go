@@ -31,10 +31,11 @@ const connackBadUsernameOrPassword = 0x04
 //     it CodeSuccessIgnore (acknowledged, forwarded to nobody) and
 //     OnPublished answers it. The inline client's Publish is exempt from
 //     the "$SYS" check, so replies go out on the real result topic.
-//  3. mochi sends DISCONNECT to MQTT 3.x clients (on shutdown, session
-//     takeover and refused QoS 1 publishes), a packet 3.1.1 lets only
-//     clients send. OnPacketEncode turns it into an unencodable packet so
-//     nothing is written and the connection just closes, as IoT Hub does.
+//
+// mochi also sends DISCONNECT to MQTT 3.x clients (on shutdown, session
+// takeover and refused QoS 1 publishes), a packet 3.1.1 lets only clients
+// send; package internal/broker suppresses it, so the connection just
+// closes, as with IoT Hub.
 type hook struct {
 	mqtt.HookBase
 	hub *Hub
@@ -102,19 +103,13 @@ func (k *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, nil
 }
 
-// OnPacketEncode fixes the CONNACK code of refused clients (quirk 1) and
-// suppresses DISCONNECT to MQTT 3.x clients (quirk 3).
+// OnPacketEncode fixes the CONNACK code of refused clients (quirk 1).
 func (k *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.ProtocolVersion >= 5 {
+	if pk.FixedHeader.Type != packets.Connack || pk.ProtocolVersion >= 5 {
 		return pk
 	}
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		if _, ok := k.refused.LoadAndDelete(cl); ok && pk.ReasonCode == packets.Err3NotAuthorized.Code {
-			pk.ReasonCode = connackBadUsernameOrPassword
-		}
-	case packets.Disconnect:
-		pk.FixedHeader.Type = packets.Reserved // WritePacket refuses to encode it
+	if _, ok := k.refused.LoadAndDelete(cl); ok && pk.ReasonCode == packets.Err3NotAuthorized.Code {
+		pk.ReasonCode = connackBadUsernameOrPassword
 	}
 	return pk
 }

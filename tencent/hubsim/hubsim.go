@@ -1,8 +1,9 @@
 // Package hubsim runs an in-process stand-in for Tencent Cloud IoT Hub, for
 // demos and tests that must not depend on the real service. It serves one
-// key-mode device over MQTT on TCP and on WebSocket, on 127.0.0.1 ports
-// chosen by the kernel, and is built on the mochi-mqtt broker
-// (github.com/mochi-mqtt/server/v2).
+// key-mode device over MQTT on TCP and on WebSocket, and with Options.TLS
+// also on TLS and WebSocket over TLS, on 127.0.0.1 ports chosen by the
+// kernel. It is built on the mochi-mqtt broker
+// (github.com/mochi-mqtt/server/v2), run by package internal/broker.
 //
 // What it simulates, after IoT Hub: 设备基于 TCP 的 MQTT 接入 and IoT Hub:
 // NTP 服务 (see package tencent for the protocol facts):
@@ -32,14 +33,16 @@
 //     IoT Hub's is not documented). Likewise a CONNECT with a QoS 2 will
 //     gets the broker's MQTT 5 code 0x9B, which is not a 3.1.1 code.
 //
-// Not simulated: TLS, certificate devices, the keep-alive limit (0-900 s),
-// rate and size limits, the other system topics ($shadow, $ota, $rrpc, ...)
-// and every other device.
+// Not simulated: Tencent's server certificates (with Options.TLS the hub
+// presents the caller's certificate, and asks for no client certificate
+// unless that tls.Config does), certificate devices, the keep-alive limit
+// (0-900 s), rate and size limits, the other system topics ($shadow, $ota,
+// $rrpc, ...) and every other device.
 package hubsim
 
 import (
-	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,6 +54,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devicemq/mqtt/internal/broker"
 	"github.com/devicemq/mqtt/tencent"
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
@@ -58,8 +62,9 @@ import (
 // Options configure a Hub. A nil *Options means all defaults.
 type Options struct {
 	// Logger receives the hub's events (connections accepted and refused,
-	// time requests) at Info and Debug level, and the embedded broker's
-	// warnings and errors. Nil discards everything.
+	// time requests) at Info and Debug level, the embedded broker's
+	// warnings and errors, and connection ends and failed handshakes at
+	// Debug level. Nil discards everything.
 	Logger *slog.Logger
 
 	// Now is the hub's clock: it decides whether a signature has expired
@@ -73,6 +78,12 @@ type Options struct {
 	// WebSocketAddr is the address of the MQTT-over-WebSocket listener.
 	// Empty means "127.0.0.1:0" (a free port).
 	WebSocketAddr string
+
+	// TLS, if set, holds the server certificate the hub presents: the hub
+	// then also serves MQTT over TLS and over WebSocket over TLS, on
+	// 127.0.0.1 ports chosen by the kernel (Hub.TLSAddr, Hub.WSSURL). The
+	// device still authenticates with its signed user name and password.
+	TLS *tls.Config
 }
 
 // Stats counts what a Hub has done since Start.
@@ -88,9 +99,11 @@ type Hub struct {
 	dev tencent.DeviceInfo
 	now func() time.Time
 	log *slog.Logger
-	srv *mqtt.Server
-	tcp *listener
-	ws  *listener
+	srv *broker.Server
+
+	// ready is closed once srv is set: a device may connect and publish
+	// before broker.Start has returned.
+	ready chan struct{}
 
 	opTopic       string // $sys/operation/{pid}/{dn}
 	resultTopic   string // $sys/operation/result/{pid}/{dn}
@@ -106,7 +119,8 @@ type Hub struct {
 }
 
 // Start validates dev (tencent.DeviceInfo.Validate; key mode only), opens
-// the TCP and WebSocket listeners and starts serving. Call Close when done.
+// the TCP and WebSocket listeners (and the TLS and WSS ones with
+// Options.TLS) and starts serving. Call Close when done.
 func Start(dev tencent.DeviceInfo, opts *Options) (*Hub, error) {
 	if err := dev.Validate(); err != nil {
 		return nil, fmt.Errorf("hubsim: %w", err)
@@ -139,6 +153,7 @@ func Start(dev tencent.DeviceInfo, opts *Options) (*Hub, error) {
 		resultTopic:   tencent.OperationResultTopic(dev.ProductID, dev.DeviceName),
 		privatePrefix: "hubsim/" + hex.EncodeToString(token[:]) + "/",
 		customPrefix:  dev.ProductID + "/" + dev.DeviceName + "/",
+		ready:         make(chan struct{}),
 	}
 
 	// The hook authenticates and authorises (so the broker adds no
@@ -158,6 +173,7 @@ func Start(dev tencent.DeviceInfo, opts *Options) (*Hub, error) {
 		return nil, fmt.Errorf("hubsim: %w", err)
 	}
 	h.srv = srv
+	close(h.ready)
 	h.log.Info("hubsim: started", "client_id", dev.ClientID(), "tcp", h.TCPAddr(), "websocket", h.WebSocketURL(),
 		"tls", h.TLSAddr(), "wss", h.WSSURL())
 	return h, nil
@@ -166,7 +182,7 @@ func Start(dev tencent.DeviceInfo, opts *Options) (*Hub, error) {
 // TCPAddr returns the "host:port" of the MQTT-over-TCP listener, e.g.
 // "127.0.0.1:41234".
 func (h *Hub) TCPAddr() string {
-	return h.tcp.ln.Addr().String()
+	return h.srv.TCPAddr()
 }
 
 // WebSocketURL returns the URL of the MQTT-over-WebSocket listener, e.g.
@@ -174,7 +190,20 @@ func (h *Hub) TCPAddr() string {
 // selects the subprotocol "mqtt" (or "mqttv3.1") when the client offers it;
 // MQTT travels in binary frames.
 func (h *Hub) WebSocketURL() string {
-	return "ws://" + h.ws.ln.Addr().String() + tencent.WebSocketPath
+	return h.srv.WebSocketURL()
+}
+
+// TLSAddr returns the "host:port" of the MQTT-over-TLS listener, e.g.
+// "127.0.0.1:41236", or "" without Options.TLS.
+func (h *Hub) TLSAddr() string {
+	return h.srv.TLSAddr()
+}
+
+// WSSURL returns the URL of the MQTT-over-WebSocket-over-TLS listener,
+// e.g. "wss://127.0.0.1:41237/mqtt", or "" without Options.TLS. It serves
+// as WebSocketURL does.
+func (h *Hub) WSSURL() string {
+	return h.srv.WSSURL()
 }
 
 // Device returns the device the hub serves.
@@ -204,7 +233,7 @@ func (h *Hub) Publish(topic string, payload []byte, qos byte) error {
 	if qos > 1 {
 		return errors.New("hubsim: publish: qos must be 0 or 1")
 	}
-	if err := h.srv.Publish(topic, payload, false, qos); err != nil {
+	if err := h.srv.Mochi().Publish(topic, payload, false, qos); err != nil {
 		return fmt.Errorf("hubsim: publish: %w", err)
 	}
 	return nil
@@ -219,9 +248,7 @@ func (h *Hub) Publish(topic string, payload []byte, qos byte) error {
 func (h *Hub) Close() error {
 	h.closeOnce.Do(func() {
 		h.closed.Store(true)
-		h.srv.Close() // closes both listeners (listener.Close) and waits for the broker's clients
-		h.tcp.wait()
-		h.ws.wait()
+		h.srv.Close()
 		h.log.Info("hubsim: stopped")
 	})
 	return nil
@@ -257,32 +284,11 @@ func (h *Hub) handleOperation(clientID string, payload []byte) {
 		return // cannot happen
 	}
 	// QoS 1 at most: the device's subscription QoS decides.
-	if err := h.srv.Publish(h.resultTopic, reply, false, 1); err != nil {
+	<-h.ready
+	if err := h.srv.Mochi().Publish(h.resultTopic, reply, false, 1); err != nil {
 		h.log.Warn("hubsim: time reply not sent", "client_id", clientID, "error", err)
 		return
 	}
 	h.timeRequests.Add(1)
 	h.log.Debug("hubsim: time request answered", "client_id", clientID, "reply", string(reply))
-}
-
-// minLevelHandler drops records below min.
-type minLevelHandler struct {
-	h   slog.Handler
-	min slog.Level
-}
-
-func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= m.min && m.h.Enabled(ctx, l)
-}
-
-func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
-	return m.h.Handle(ctx, r)
-}
-
-func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevelHandler{h: m.h.WithAttrs(attrs), min: m.min}
-}
-
-func (m minLevelHandler) WithGroup(name string) slog.Handler {
-	return minLevelHandler{h: m.h.WithGroup(name), min: m.min}
 }

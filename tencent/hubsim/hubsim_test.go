@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devicemq/mqtt/internal/testcerts"
 	"github.com/devicemq/mqtt/tencent"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -239,13 +242,40 @@ func dialTCP(t *testing.T, h *Hub) *rawClient {
 	}
 }
 
+func dialTLS(t *testing.T, addr string, pool *x509.CertPool) *rawClient {
+	t.Helper()
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: pool}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("tls dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawClient{
+		t:    t,
+		conn: conn,
+		r:    bufio.NewReader(conn),
+		w:    func(b []byte) error { _, err := conn.Write(b); return err },
+	}
+}
+
 // dialWS connects over WebSocket with gobwas/ws. Each write is one binary
 // message; reads see the binary messages as one byte stream.
 func dialWS(t *testing.T, url string) *rawClient {
 	t.Helper()
+	return dialWSS(t, url, nil)
+}
+
+// dialWSS is dialWS for ws:// or wss:// URLs, trusting the CAs in pool
+// (the system's if nil).
+func dialWSS(t *testing.T, url string, pool *x509.CertPool) *rawClient {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, br, hs, err := ws.Dialer{Protocols: []string{"mqtt"}}.Dial(ctx, url)
+	d := ws.Dialer{Protocols: []string{"mqtt"}}
+	if pool != nil {
+		d.TLSConfig = &tls.Config{RootCAs: pool}
+	}
+	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
 		t.Fatalf("websocket dial %s: %v", url, err)
 	}
@@ -659,6 +689,59 @@ func TestWebSocket(t *testing.T) {
 	})
 }
 
+func TestTLS(t *testing.T) {
+	pki := testcerts.New(t)
+	h, err := Start(testDevice(), &Options{
+		Now: func() time.Time { return hubNow },
+		TLS: &tls.Config{Certificates: []tls.Certificate{pki.ServerKeyPair}},
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer h.Close()
+	if !strings.HasPrefix(h.TLSAddr(), "127.0.0.1:") {
+		t.Errorf("TLSAddr = %q", h.TLSAddr())
+	}
+	if u := h.WSSURL(); !strings.HasPrefix(u, "wss://127.0.0.1:") || !strings.HasSuffix(u, "/mqtt") {
+		t.Errorf("WSSURL = %q", u)
+	}
+	dev := testDevice()
+	other := dev
+	other.DeviceSecret = "b3RoZXJzZWNyZXQxMjM0NTY="
+
+	for _, tr := range []struct {
+		name string
+		dial func(t *testing.T) *rawClient
+	}{
+		{"tls", func(t *testing.T) *rawClient { return dialTLS(t, h.TLSAddr(), pki.Pool) }},
+		{"wss", func(t *testing.T) *rawClient { return dialWSS(t, h.WSSURL(), pki.Pool) }},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.dial(t)
+			if code := c.connack(credConnect(sign(t, dev, nil))); code != 0 {
+				t.Fatalf("CONNACK code %d, want 0", code)
+			}
+			c.subscribe(1, dev.OperationResultTopic(), 1)
+			c.send(publishPacket(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 3, false))
+			c.expect(typePuback)
+			m := c.read().publish(t)
+			if m.topic != dev.OperationResultTopic() || !strings.Contains(m.payload, `"time":1500000000`) {
+				t.Fatalf("got %+v", m)
+			}
+			c.send(pubackPacket(m.id))
+
+			bad := tr.dial(t)
+			if code := bad.connack(credConnect(sign(t, other, nil))); code != connackBadUsernameOrPassword {
+				t.Fatalf("CONNACK code %d with a wrong secret, want %d", code, connackBadUsernameOrPassword)
+			}
+			bad.expectClosed()
+		})
+	}
+	if s := h.Stats(); s.Accepted != 2 || s.Refused != 2 || s.TimeRequests != 2 {
+		t.Errorf("Stats = %+v, want 2 accepted, 2 refused, 2 time requests", s)
+	}
+}
+
 func TestStartInvalidDevice(t *testing.T) {
 	d := testDevice()
 	d.AuthMode = tencent.AuthModeCert
@@ -681,6 +764,9 @@ func TestStartDefaults(t *testing.T) {
 	defer h.Close()
 	if !strings.HasPrefix(h.TCPAddr(), "127.0.0.1:") {
 		t.Errorf("TCPAddr = %q", h.TCPAddr())
+	}
+	if h.TLSAddr() != "" || h.WSSURL() != "" {
+		t.Errorf("TLSAddr = %q, WSSURL = %q without Options.TLS, want empty", h.TLSAddr(), h.WSSURL())
 	}
 	if d := h.Device(); d.ClientID() != "ABCDEFGHIJdev1" {
 		t.Errorf("Device() = %+v", d)

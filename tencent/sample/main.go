@@ -13,7 +13,12 @@
 //
 // Usage:
 //
-//	go run ./tencent/sample [-device device_info.json] [-transport ws|tcp] [-timeout 15s] [-v]
+//	go run ./tencent/sample [-device device_info.json] [-transport ws|wss|tcp|tls] [-timeout 15s] [-v]
+//
+// The transports are IoT Hub's: ws (WebSocket, port 80, the guide's),
+// wss (WebSocket over TLS, port 443, system roots), tcp (port 1883) and tls
+// (port 8883, verified against Tencent's IoT Hub root, tencent.RootCAPEM).
+// With the stand-in, tls and wss use a throwaway CA made for the run.
 //
 // -v logs every control packet sent and received at DEBUG level. The exit
 // status is 0 when the server time was printed, 1 otherwise, 2 for bad flags.
@@ -22,6 +27,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -31,6 +37,7 @@ import (
 	"time"
 
 	"github.com/devicemq/mqtt/client"
+	"github.com/devicemq/mqtt/internal/testcerts"
 	"github.com/devicemq/mqtt/netx"
 	"github.com/devicemq/mqtt/tencent"
 	"github.com/devicemq/mqtt/tencent/hubsim"
@@ -38,12 +45,17 @@ import (
 
 func main() {
 	devicePath := flag.String("device", "", "path to device_info.json (key mode); empty runs against an embedded IoT Hub stand-in")
-	transport := flag.String("transport", "ws", "transport: ws (MQTT over WebSocket) or tcp")
+	transport := flag.String("transport", "ws", "transport: ws or wss (MQTT over WebSocket, plain or TLS), tcp or tls (MQTT over TCP, plain or TLS)")
 	timeout := flag.Duration("timeout", 15*time.Second, "time allowed for the whole flow")
 	verbose := flag.Bool("v", false, "log every control packet sent and received (DEBUG level)")
 	flag.Parse()
-	if flag.NArg() > 0 || (*transport != "ws" && *transport != "tcp") || *timeout <= 0 {
-		fmt.Fprintln(os.Stderr, "usage: sample [-device device_info.json] [-transport ws|tcp] [-timeout 15s] [-v]")
+	switch tencent.Transport(*transport) {
+	case tencent.TCP, tencent.TLS, tencent.WS, tencent.WSS:
+	default:
+		*timeout = 0
+	}
+	if flag.NArg() > 0 || *timeout <= 0 {
+		fmt.Fprintln(os.Stderr, "usage: sample [-device device_info.json] [-transport ws|wss|tcp|tls] [-timeout 15s] [-v]")
 		os.Exit(2)
 	}
 	level := slog.LevelInfo
@@ -54,45 +66,61 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, log, *devicePath, *transport); err != nil {
+	if err := run(ctx, log, *devicePath, tencent.Transport(*transport)); err != nil {
 		fmt.Fprintln(os.Stderr, "sample:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, devicePath, transport string) error {
+func run(ctx context.Context, log *slog.Logger, devicePath string, transport tencent.Transport) error {
 	var (
 		dev    *tencent.DeviceInfo
 		dialer netx.Dialer
 		where  string
+		err    error
 	)
 	if devicePath == "" {
-		demo := demoDevice()
-		hub, err := hubsim.Start(*demo, &hubsim.Options{Logger: log.With("component", "hubsim")})
+		// The stand-in, with a throwaway CA for the TLS transports.
+		dev = demoDevice()
+		var opts netx.Options
+		hubOpts := &hubsim.Options{Logger: log.With("component", "hubsim")}
+		if transport == tencent.TLS || transport == tencent.WSS {
+			dir, err := os.MkdirTemp("", "devicemq-sample-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			pki, err := testcerts.Generate(dir)
+			if err != nil {
+				return err
+			}
+			hubOpts.TLS = &tls.Config{Certificates: []tls.Certificate{pki.ServerKeyPair}}
+			opts.CAFile = pki.CAFile
+		}
+		hub, err := hubsim.Start(*dev, hubOpts)
 		if err != nil {
 			return err
 		}
 		defer hub.Close()
-		dev = demo
-		if transport == "tcp" {
-			where = hub.TCPAddr()
-			dialer = netx.TCP(where)
-		} else {
-			where = hub.WebSocketURL()
-			dialer = netx.WebSocket(where, nil)
+		where = map[tencent.Transport]string{
+			tencent.TCP: "tcp://" + hub.TCPAddr(),
+			tencent.TLS: "mqtts://" + hub.TLSAddr(),
+			tencent.WS:  hub.WebSocketURL(),
+			tencent.WSS: hub.WSSURL(),
+		}[transport]
+		if dialer, err = netx.URL(where, &opts); err != nil {
+			return err
 		}
 		log.Info("embedded IoT Hub stand-in started", "product_id", dev.ProductID, "device_name", dev.DeviceName, "url", where)
 	} else {
-		var err error
 		if dev, err = tencent.LoadDeviceInfo(devicePath); err != nil {
 			return err
 		}
-		if transport == "tcp" {
-			where = dev.MQTTAddr(false)
-			dialer = netx.TCP(where)
-		} else {
-			where = dev.WebSocketURL(false)
-			dialer = netx.WebSocket(where, nil)
+		if where, err = dev.URL(transport); err != nil {
+			return err
+		}
+		if dialer, err = dev.Dialer(transport, nil); err != nil {
+			return err
 		}
 	}
 

@@ -8,14 +8,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devicemq/mqtt/tencent"
 )
 
 // TestRun runs the sample's flow against the embedded stand-in over both
 // transports and checks the packet log: one DEBUG line per control packet
 // sent and received, in the flow's order, and never a password.
 func TestRun(t *testing.T) {
-	for _, transport := range []string{"ws", "tcp"} {
-		t.Run(transport, func(t *testing.T) {
+	for _, transport := range []tencent.Transport{tencent.WS, tencent.TCP, tencent.TLS, tencent.WSS} {
+		t.Run(string(transport), func(t *testing.T) {
 			var buf bytes.Buffer
 			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -60,7 +62,7 @@ func TestRun(t *testing.T) {
 
 // TestRunBadDevice: a missing device file is a clear error.
 func TestRunBadDevice(t *testing.T) {
-	err := run(context.Background(), slog.New(slog.DiscardHandler), "/nonexistent/device_info.json", "ws")
+	err := run(context.Background(), slog.New(slog.DiscardHandler), "/nonexistent/device_info.json", tencent.WS)
 	if err == nil || !strings.Contains(err.Error(), "device_info.json") {
 		t.Fatalf("run = %v", err)
 	}
