@@ -102,13 +102,12 @@ func Dial(ctx context.Context, d netx.Dialer, opts *Options) (*Client, error) {
 	cl := &Client{core: c, cn: cn, done: make(chan struct{})}
 	c.attach(cn, cn.sessionPresent)
 	cl.left.Store(2)
-	cn.start()
-	go func() {
-		<-cn.done
+	cn.onDone = func() {
 		c.close(cn.err)
 		c.inbox.end()
 		cl.exit()
-	}()
+	}
+	cn.start()
 	go func() {
 		c.dispatch()
 		cl.exit()

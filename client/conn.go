@@ -52,6 +52,7 @@ type conn struct {
 
 	closing   chan struct{} // closed when the connection ends
 	done      chan struct{} // closed when the reader and the writer have exited
+	onDone    func()        // if not nil, run by the last of them, before done is closed
 	left      atomic.Int32  // of the reader and the writer, still running
 	closeOnce sync.Once
 	err       error // why it ended; set before closing is closed
@@ -173,6 +174,9 @@ func (cn *conn) count(n int) {
 // exit marks the reader or the writer as finished.
 func (cn *conn) exit() {
 	if cn.left.Add(-1) == 0 {
+		if cn.onDone != nil {
+			cn.onDone()
+		}
 		close(cn.done)
 	}
 }

@@ -16,6 +16,7 @@ const (
 	forward action = iota // pass it on
 	cut                   // drop it and close both sides
 	stall                 // drop it and stop forwarding anything, keeping both sides open (a half-open link)
+	drop                  // drop it and go on
 )
 
 // faultProxy sits between clients and a broker, reading the MQTT packets
@@ -117,6 +118,8 @@ func (fp *faultProxy) serve() {
 					io.Copy(io.Discard, from)
 					closeBoth()
 					return
+				case drop:
+					continue
 				}
 				select {
 				case <-halt:
