@@ -19,6 +19,16 @@ const TimeRequestInterval = 2 * time.Second
 // timeRequestInterval is TimeRequestInterval; tests shorten it.
 var timeRequestInterval = TimeRequestInterval
 
+// MQTT is what ServerTime needs of an MQTT client; *client.Client and
+// *client.Session have it.
+type MQTT interface {
+	Publish(ctx context.Context, m client.Message) error
+	Subscribe(ctx context.Context, subs ...client.Subscription) ([]packet.SubackCode, error)
+	Unsubscribe(ctx context.Context, filters ...string) error
+	Done() <-chan struct{}
+	Err() error
+}
+
 // ErrNoTimeReply reports that no time reply came before the context ended.
 var ErrNoTimeReply = errors.New("tencent: no time reply from IoT Hub")
 
@@ -35,8 +45,9 @@ var ErrNoTimeReply = errors.New("tencent: no time reply from IoT Hub")
 // first; the client's errors (a refused subscription wraps
 // client.ErrSubscriptionFailed); ErrInvalidTimeReply for a malformed reply.
 // ServerTime may be called concurrently with other uses of c, but not
-// concurrently with itself on the same device.
-func ServerTime(ctx context.Context, c *client.Client, productID, deviceName string) (time.Time, error) {
+// concurrently with itself on the same device. Over a client.Session it
+// keeps asking across reconnections.
+func ServerTime(ctx context.Context, c MQTT, productID, deviceName string) (time.Time, error) {
 	type reply struct {
 		payload []byte
 		at      time.Time

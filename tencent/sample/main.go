@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/devicemq/mqtt/client"
@@ -124,25 +125,26 @@ func run(ctx context.Context, log *slog.Logger, devicePath string, transport ten
 		}
 	}
 
-	creds, err := dev.Sign(nil)
+	// A Session reconnects and signs anew for every attempt; the flow
+	// below runs over whatever connection it has.
+	so := dev.SessionOptions(nil)
+	so.Logger = log
+	var lastErr atomic.Value
+	so.OnConnectError = func(err error) { lastErr.Store(err) }
+	log.Info("connecting", "transport", transport, "to", where, "client_id", so.ClientID)
+	s, err := client.NewSession(dialer, &so)
 	if err != nil {
 		return err
 	}
-	log.Info("connecting", "transport", transport, "to", where, "client_id", creds.ClientID)
-	c, err := client.Dial(ctx, dialer, &client.Options{
-		ClientID:     creds.ClientID,
-		Username:     creds.Username,
-		Password:     creds.Password,
-		CleanSession: true,
-		KeepAlive:    240 * time.Second, // the C SDK's default; IoT Hub allows 0-900 s
-		Logger:       log,
-	})
-	if err != nil {
+	defer s.Close()
+	if err := s.WaitConnected(ctx); err != nil {
+		if last, ok := lastErr.Load().(error); ok {
+			return fmt.Errorf("connect to %s: %w", where, last)
+		}
 		return fmt.Errorf("connect to %s: %w", where, err)
 	}
-	defer c.Close()
 
-	now, err := tencent.ServerTime(ctx, c, dev.ProductID, dev.DeviceName)
+	now, err := tencent.ServerTime(ctx, s, dev.ProductID, dev.DeviceName)
 	if err != nil {
 		if errors.Is(err, tencent.ErrNoTimeReply) {
 			return fmt.Errorf("no time reply from %s within the timeout: %w", where, err)
@@ -150,7 +152,7 @@ func run(ctx context.Context, log *slog.Logger, devicePath string, transport ten
 		return err
 	}
 	fmt.Printf("server time: %s (local clock %+.3fs)\n", now.Format(time.RFC3339Nano), time.Since(now).Seconds())
-	return c.Disconnect(ctx)
+	return s.Disconnect(ctx)
 }
 
 // demoDevice returns a key-mode device with a fresh random secret for the
