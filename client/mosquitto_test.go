@@ -116,6 +116,10 @@ func TestMosquitto(t *testing.T) {
 				t.Errorf("received %q after UNSUBSCRIBE", m.Topic)
 			case <-time.After(200 * time.Millisecond):
 			}
+			// CONNECT, 3 SUBSCRIBE, 1 UNSUBSCRIBE, 9 PUBLISH, their acks...
+			if st := c.Stats(); st.PacketsSent < 14 || st.PacketsReceived < 14 || st.BytesSent < 200 || st.BytesReceived < 200 || st.Connections != 1 || st.Pending != 0 {
+				t.Errorf("stats %+v", st)
+			}
 			if err := c.Disconnect(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -336,6 +336,15 @@ func TestSilentPeers(t *testing.T) {
 			t.Errorf("%s: err = %v, want a deadline error naming %q", tc.url, err, tc.stage)
 		}
 	}
+	// An unroutable address (TEST-NET-1): the dial fails within the
+	// timeout, by it or at once where the network says so.
+	for _, u := range []string{"tcp://192.0.2.1:1883", "ws://192.0.2.1:80/mqtt"} {
+		start := time.Now()
+		_, err := client.Dial(context.Background(), mustURL(t, u, nil), &client.Options{ConnectTimeout: time.Second})
+		if elapsed := time.Since(start); err == nil || elapsed > 3*time.Second || !strings.Contains(err.Error(), "dial") {
+			t.Errorf("%s: %v after %v", u, err, elapsed)
+		}
+	}
 }
 
 // proxy is an HTTP CONNECT proxy for the tests: it requires user:secret,
