@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 )
 
@@ -178,16 +177,7 @@ func recordSize(m StoredMessage) int64 { return 8 + 16 + int64(len(m.Topic)+len(
 func (s *FileStore) Load() ([]StoredMessage, []uint16, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]StoredMessage, 0, len(s.out))
-	for _, m := range s.out {
-		out = append(out, m)
-	}
-	slices.SortFunc(out, func(a, b StoredMessage) int { return cmpUint64(a.Seq, b.Seq) })
-	in := make([]uint16, 0, len(s.in))
-	for id := range s.in {
-		in = append(in, id)
-	}
-	slices.Sort(in)
+	out, in := sorted(s.out, s.in)
 	return out, in, nil
 }
 
@@ -195,14 +185,7 @@ func (s *FileStore) Load() ([]StoredMessage, []uint16, error) {
 func (s *FileStore) PutOutbound(m StoredMessage) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.begin(recPutOut)
-	b = binary.BigEndian.AppendUint64(b, m.Seq)
-	b = binary.BigEndian.AppendUint16(b, m.PacketID)
-	b = append(b, m.QoS, bool8(m.Retain), bool8(m.Released))
-	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Topic)))
-	b = append(b, m.Topic...)
-	b = append(b, m.Payload...)
-	return s.commit(b)
+	return s.commit(appendMessage(s.begin(recPutOut), m))
 }
 
 // DeleteOutbound implements Store.
@@ -236,6 +219,16 @@ func (s *FileStore) Close() error {
 	err := s.f.Close()
 	s.f = nil
 	return err
+}
+
+// appendMessage appends the body of a message record to b.
+func appendMessage(b []byte, m StoredMessage) []byte {
+	b = binary.BigEndian.AppendUint64(b, m.Seq)
+	b = binary.BigEndian.AppendUint16(b, m.PacketID)
+	b = append(b, m.QoS, bool8(m.Retain), bool8(m.Released))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Topic)))
+	b = append(b, m.Topic...)
+	return append(b, m.Payload...)
 }
 
 func bool8(b bool) byte {
@@ -304,13 +297,7 @@ func (s *FileStore) compact() error {
 		size += int64(len(b))
 	}
 	for _, m := range s.out {
-		b := s.begin(recPutOut)
-		b = binary.BigEndian.AppendUint64(b, m.Seq)
-		b = binary.BigEndian.AppendUint16(b, m.PacketID)
-		b = append(b, m.QoS, bool8(m.Retain), bool8(m.Released))
-		b = binary.BigEndian.AppendUint16(b, uint16(len(m.Topic)))
-		b = append(b, m.Topic...)
-		write(append(b, m.Payload...))
+		write(appendMessage(s.begin(recPutOut), m))
 	}
 	for id := range s.in {
 		write(binary.BigEndian.AppendUint16(s.begin(recPutIn), id))

@@ -68,17 +68,24 @@ func NewMemoryStore() *MemoryStore {
 func (s *MemoryStore) Load() ([]StoredMessage, []uint16, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]StoredMessage, 0, len(s.out))
-	for _, m := range s.out {
+	out, in := sorted(s.out, s.in)
+	return out, in, nil
+}
+
+// sorted returns the contents of a store's maps: messages in Seq order,
+// identifiers in increasing order.
+func sorted(outMap map[uint64]StoredMessage, inMap map[uint16]struct{}) ([]StoredMessage, []uint16) {
+	out := make([]StoredMessage, 0, len(outMap))
+	for _, m := range outMap {
 		out = append(out, m)
 	}
 	slices.SortFunc(out, func(a, b StoredMessage) int { return cmpUint64(a.Seq, b.Seq) })
-	in := make([]uint16, 0, len(s.in))
-	for id := range s.in {
+	in := make([]uint16, 0, len(inMap))
+	for id := range inMap {
 		in = append(in, id)
 	}
 	slices.Sort(in)
-	return out, in, nil
+	return out, in
 }
 
 // PutOutbound implements Store.
