@@ -118,7 +118,9 @@ func newCore(o Options, lossFail bool) (*core, error) {
 		lossFail: lossFail,
 	}
 	if c.store == nil {
-		c.store = NewMemoryStore()
+		// The core itself holds the session for as long as it lives; a
+		// Store is only needed to outlive it.
+		c.store = nopStore{}
 	}
 	out, in, err := c.store.Load()
 	if err != nil {

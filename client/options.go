@@ -87,9 +87,9 @@ type Options struct {
 
 	// MaxInflight is the number of QoS 1 and 2 PUBLISHes that may await
 	// their acknowledgements at once; Publish waits for room beyond it.
-	// Brokers bound what they accept from a client: mosquitto, by default,
-	// acknowledges but drops QoS 1 and 2 messages beyond 20 in flight, and
-	// MQTT 3.1.1 has no way to tell the client. Zero means
+	// Brokers bound what they accept from a client: mosquitto 2.0, by
+	// default, answers QoS 2 messages beyond 20 in flight with PUBREC and
+	// drops them, and MQTT 3.1.1 has no way to tell the client. Zero means
 	// DefaultMaxInflight (20); at most 65,535.
 	MaxInflight int
 
@@ -102,8 +102,9 @@ type Options struct {
 	MaxPending int
 
 	// Store keeps the session's outbound QoS 1 and 2 messages and received
-	// QoS 2 packet identifiers (see Store). Nil means a new MemoryStore,
-	// which lasts as long as the Client or Session. With a FileStore, a
+	// QoS 2 packet identifiers (see Store). Nil means none: the Client or
+	// Session keeps its session in memory for as long as it lives. A
+	// MemoryStore outlives it, for the next Client to resume from. With a FileStore, a
 	// program that restarts with the same store, client identifier and
 	// clean session 0 sends again every message whose Publish was
 	// accepted, and delivers no QoS 2 message twice. The client does not
@@ -175,7 +176,7 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 		n.InboxSize = DefaultInboxSize
 	}
 	if n.Logger == nil {
-		n.Logger = slog.New(slog.DiscardHandler)
+		n.Logger = discard
 	}
 	if n.ClientID == "" {
 		n.ClientID = generateClientID()
@@ -209,6 +210,8 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 	}
 	return n, c, nil
 }
+
+var discard = slog.New(slog.DiscardHandler)
 
 const idChars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

@@ -132,3 +132,14 @@ func cmpUint64(a, b uint64) int {
 	}
 	return 0
 }
+
+// nopStore keeps nothing: the Store of a client without Options.Store,
+// whose session lives in the client itself.
+type nopStore struct{}
+
+func (nopStore) Load() ([]StoredMessage, []uint16, error) { return nil, nil, nil }
+func (nopStore) PutOutbound(StoredMessage) error          { return nil }
+func (nopStore) DeleteOutbound(uint64) error              { return nil }
+func (nopStore) PutInbound(uint16) error                  { return nil }
+func (nopStore) DeleteInbound(uint16) error               { return nil }
+func (nopStore) Close() error                             { return nil }

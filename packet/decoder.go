@@ -13,7 +13,7 @@ var errUnexpectedEOF = io.ErrUnexpectedEOF
 const DefaultMaxSize = 1 << 20
 
 // minRead is the smallest buffer a Decoder reads into, in bytes.
-const minRead = 4096
+const minRead = 256
 
 // keepBuffer is the largest buffer, in bytes, a Decoder keeps once it is
 // empty after a packet much smaller than it: a buffer grown for one large
