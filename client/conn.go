@@ -45,6 +45,9 @@ type conn struct {
 	wflushed chan struct{} // closed after the writer's next write; nil if nobody waits
 	wclosing bool          // DISCONNECT is queued: nothing more is accepted [MQTT-3.14.4-2]
 	wdead    bool          // the connection has ended
+	writing  bool          // a write is under way, by the writer goroutine or a sender
+	spare    []byte        // the other buffer, for the next swap
+	deadline int64         // nanotime of the write deadline set on the connection; 0 if none; owned by whoever is writing
 	wake     chan struct{} // capacity 1: wakes the writer
 	lastSent atomic.Int64  // nanotime of the last write
 	lastRecv atomic.Int64  // nanotime of the last packet read
@@ -263,11 +266,11 @@ func (cn *conn) send(ctx context.Context, p packet.Packet) error {
 			cn.logPacket("sent", p)
 		}
 	}
-	cn.wmu.Unlock()
 	if err != nil {
+		cn.wmu.Unlock()
 		return fmt.Errorf("mqtt: %v: %w", p.Type(), err)
 	}
-	signal(cn.wake)
+	cn.flushLocked()
 	return nil
 }
 
@@ -291,13 +294,16 @@ func (cn *conn) sendPublish(ctx context.Context, p *packet.Publish) error {
 	if err != nil {
 		return fmt.Errorf("mqtt: publish %s: %w", quote(p.Topic), err)
 	}
+	// A QoS 0 message waits for no answer: the writer goroutine takes it,
+	// together with whatever else was queued meanwhile.
 	signal(cn.wake)
 	return nil
 }
 
 // appendPublish queues a QoS 1 or 2 PUBLISH without waiting: the in-flight
-// window bounds what it adds. It reports false when the connection is
-// closing. core.mu is held.
+// window bounds what it adds. It does not wake the writer: the caller
+// flushes or wakes it. It reports false when the connection is closing.
+// core.mu is held.
 func (cn *conn) appendPublish(p *packet.Publish) bool {
 	cn.wmu.Lock()
 	if cn.wdead || cn.wclosing {
@@ -312,7 +318,6 @@ func (cn *conn) appendPublish(p *packet.Publish) bool {
 		cn.logPacket("sent", &cp)
 	}
 	cn.wmu.Unlock()
-	signal(cn.wake)
 	return true
 }
 
@@ -364,18 +369,19 @@ func newAck(t packet.Type, id uint16) packet.Packet {
 	}
 }
 
-// writeLoop owns every write to the network connection. It writes what
-// senders queued whenever it is woken, so a lone packet goes out at once and
-// packets queued while a write is under way go out together in the next one,
-// with no timer. It also runs keep alive.
+// writeLoop is the writer goroutine. Writes are serialised by the writing
+// flag: whoever sets it swaps the queued bytes out and writes them. A
+// sender whose packet finds no write under way writes it itself (see
+// flush), so a lone request goes out at once, without waking another
+// goroutine; packets queued while a write is under way go out together in
+// the next one, which the writer makes when woken. There is no timer. The
+// writer also runs keep alive.
 //
 // With keep alive on, a write that stays blocked for longer than the keep
 // alive interval plus PingTimeout fails on its deadline: a link that
 // accepts no bytes for that long is as dead as one that answers no PINGREQ.
 func (cn *conn) writeLoop() {
 	defer cn.exit()
-	var out []byte
-	var deadline int64 // nanotime of the write deadline set on the connection; 0 if none
 	timer := time.NewTimer(cn.keepAliveDelay())
 	defer timer.Stop()
 	for {
@@ -390,41 +396,75 @@ func (cn *conn) writeLoop() {
 			return
 		}
 		cn.wmu.Lock()
-		out, cn.wbuf = cn.wbuf, out[:0]
-		flushed := cn.wflushed
-		cn.wflushed = nil
-		closing := cn.wclosing
-		cn.wmu.Unlock()
-		if len(out) > 0 {
-			if cn.keepAlive > 0 {
-				// Move the deadline only when half of its margin is used, to
-				// spare a system call per write.
-				now := cn.nanotime()
-				if limit := int64(cn.keepAlive + cn.pingTimeout); deadline-now < limit/2 {
-					deadline = now + limit
-					cn.nc.SetWriteDeadline(cn.epoch.Add(time.Duration(deadline)))
-				}
-			}
-			if _, err := cn.nc.Write(out); err != nil {
-				cn.shutdown(fmt.Errorf("mqtt: connection lost: write: %w", err))
-				return
-			}
-			cn.lastSent.Store(cn.nanotime())
-			if cap(out) > keepBuffer {
-				out = nil
-			}
-		}
-		if flushed != nil {
-			close(flushed)
-		}
-		if closing {
-			// DISCONNECT was in out: close the connection and send nothing
-			// more [MQTT-3.14.4-1], [MQTT-3.14.4-2].
-			cn.shutdown(ErrClosed)
+		if !cn.flushLocked() {
 			return
 		}
 		timer.Reset(cn.keepAliveDelay())
 	}
+}
+
+// flush writes what is queued on the calling goroutine, unless a write is
+// under way (whose writer sees the new bytes and wakes the writer
+// goroutine for them).
+func (cn *conn) flush() {
+	cn.wmu.Lock()
+	cn.flushLocked()
+}
+
+// flushLocked is flush with wmu held; it unlocks it. It reports false when
+// the connection has ended.
+func (cn *conn) flushLocked() bool {
+	if cn.writing || cn.wdead || len(cn.wbuf) == 0 && !cn.wclosing && cn.wflushed == nil {
+		dead := cn.wdead
+		cn.wmu.Unlock()
+		return !dead
+	}
+	cn.writing = true
+	out := cn.wbuf
+	cn.wbuf, cn.spare = cn.spare[:0], nil
+	flushed := cn.wflushed
+	cn.wflushed = nil
+	closing := cn.wclosing
+	cn.wmu.Unlock()
+
+	var err error
+	if len(out) > 0 {
+		if cn.keepAlive > 0 {
+			// Move the deadline only when half of its margin is used, to
+			// spare a system call per write.
+			now := cn.nanotime()
+			if limit := int64(cn.keepAlive + cn.pingTimeout); cn.deadline-now < limit/2 {
+				cn.deadline = now + limit
+				cn.nc.SetWriteDeadline(cn.epoch.Add(time.Duration(cn.deadline)))
+			}
+		}
+		_, err = cn.nc.Write(out)
+		cn.lastSent.Store(cn.nanotime())
+	}
+
+	cn.wmu.Lock()
+	cn.writing = false
+	if cap(out) <= keepBuffer {
+		cn.spare = out[:0]
+	}
+	more := len(cn.wbuf) > 0 || cn.wflushed != nil
+	cn.wmu.Unlock()
+	if flushed != nil {
+		close(flushed)
+	}
+	switch {
+	case err != nil:
+		cn.shutdown(fmt.Errorf("mqtt: connection lost: write: %w", err))
+		return false
+	case closing:
+		// DISCONNECT was in out: close the connection and send nothing
+		// more [MQTT-3.14.4-1], [MQTT-3.14.4-2].
+		cn.shutdown(ErrClosed)
+		return false
+	case more:
+		signal(cn.wake)
+	}
+	return true
 }
 
 // checkKeepAlive queues a PINGREQ when nothing was sent, or nothing

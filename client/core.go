@@ -221,7 +221,11 @@ func (c *core) publish(ctx context.Context, m Message) error {
 	c.queue = append(c.queue, r)
 	c.unsent = append(c.unsent, r)
 	c.trySendLocked()
+	cn := c.conn
 	c.mu.Unlock()
+	if cn != nil {
+		cn.flush() // write it on this goroutine, unless a write is under way
+	}
 	return c.await(ctx, r, "publish")
 }
 
@@ -229,9 +233,12 @@ func (r *request) stored() StoredMessage {
 	return StoredMessage{Seq: r.seq, PacketID: r.id, Topic: r.topic, Payload: r.payload, QoS: r.qos, Retain: r.retain, Released: r.released}
 }
 
-// trySendLocked writes unsent messages on the current connection while the
-// in-flight window has room, in acceptance order. c.mu is held.
-func (c *core) trySendLocked() {
+// trySendLocked queues unsent messages on the current connection while
+// the in-flight window has room, in acceptance order. It reports whether it
+// queued any; the caller then writes them (flush) or wakes the writer
+// (wakeLocked). c.mu is held.
+func (c *core) trySendLocked() bool {
+	sent := false
 	for c.conn != nil && len(c.unsent) > 0 && c.onWire < c.opts.MaxInflight {
 		r := c.unsent[0]
 		var ok bool
@@ -242,15 +249,25 @@ func (c *core) trySendLocked() {
 			ok = c.conn.appendPublish(&p)
 		}
 		if !ok {
-			return // the connection is closing; the next one sends it
+			break // the connection is closing; the next one sends it
 		}
 		c.unsent[0] = nil
 		c.unsent = c.unsent[1:]
 		r.onWire, r.sent = true, true
 		c.onWire++
+		sent = true
 	}
 	if len(c.unsent) == 0 {
 		c.unsent = nil
+	}
+	return sent
+}
+
+// sendMoreLocked queues what the window now lets go, and wakes the writer
+// for it. c.mu is held.
+func (c *core) sendMoreLocked() {
+	if c.trySendLocked() {
+		signal(c.conn.wake)
 	}
 }
 
@@ -430,7 +447,7 @@ func (c *core) completeLocked(r *request, err error) {
 			c.log.Warn("mqtt session store", slog.Any("error", err))
 		}
 		c.pending.Release(1)
-		c.trySendLocked()
+		c.sendMoreLocked()
 	}
 	if c.idFreed != nil {
 		close(c.idFreed)
@@ -490,7 +507,7 @@ func (c *core) attach(cn *conn, sp bool) []Subscription {
 		r.onWire = false
 		c.unsent = append(c.unsent, r)
 	}
-	c.trySendLocked()
+	c.sendMoreLocked()
 	return restore
 }
 

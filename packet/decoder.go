@@ -15,6 +15,11 @@ const DefaultMaxSize = 1 << 20
 // minRead is the smallest buffer a Decoder reads into, in bytes.
 const minRead = 256
 
+// readAhead is the size, in bytes, up to which a Decoder grows its buffer
+// beyond the packet at hand when reads keep filling it: a sign that more
+// bytes are waiting, which fewer, larger reads take with fewer system calls.
+const readAhead = 32 << 10
+
 // keepBuffer is the largest buffer, in bytes, a Decoder keeps once it is
 // empty after a packet much smaller than it: a buffer grown for one large
 // packet is let go when the packets that follow are small.
@@ -38,6 +43,7 @@ type Decoder struct {
 	buf        []byte
 	start, end int   // unconsumed bytes are buf[start:end]
 	last       int   // size of the last packet returned, in bytes
+	full       bool  // the last read filled all the room it was given
 	err        error // sticky: a malformed stream cannot be resynchronised
 	rerr       error // error returned by r along with data, reported once the data is used up
 
@@ -189,6 +195,15 @@ func (d *Decoder) fill(want int) error {
 			d.buf = nil
 		}
 	}
+	if d.full && cap(d.buf) < min(readAhead, d.max) {
+		// The last read filled the buffer: more is waiting. Grow it,
+		// within twice what the stream has delivered in one read.
+		nb := make([]byte, min(max(2*cap(d.buf), minRead), readAhead, max(d.max, minRead)))
+		d.end = copy(nb, d.buf[d.start:d.end])
+		d.start = 0
+		d.buf = nb
+		d.full = false
+	}
 	if cap(d.buf)-d.start < want {
 		if d.start > 0 {
 			// Move the unconsumed bytes to the front; this invalidates
@@ -213,6 +228,7 @@ func (d *Decoder) fill(want int) error {
 		if n < 0 || n > len(d.buf)-d.end {
 			return errors.New("packet: reader returned an invalid count")
 		}
+		d.full = n == len(d.buf)-d.end
 		d.end += n
 		if err != nil {
 			if n > 0 {
