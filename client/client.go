@@ -87,6 +87,9 @@ type Client struct {
 // ErrProtocolViolation when the first packet is not CONNACK [MQTT-3.2.0-1].
 // On error the network connection is closed and no goroutine is left.
 func Dial(ctx context.Context, d netx.Dialer, opts *Options) (*Client, error) {
+	if d == nil {
+		return nil, fmt.Errorf("%w: nil dialer", ErrInvalidOptions)
+	}
 	o, connect, err := opts.normalize()
 	if err != nil {
 		return nil, err
@@ -163,9 +166,11 @@ func (cl *Client) Stats() Stats { return cl.core.snapshot() }
 // Options.MaxPacketSize: nothing was sent either. Once accepted: an error
 // wrapping ctx.Err() when ctx ends first (the message may still be
 // delivered, and its packet identifier stays in use until the server
-// acknowledges it), or ErrConnectionLost when the connection ends before
-// the acknowledgement (the outcome is unknown; the message stays in a
-// persistent Store, for the next client using it to send again).
+// acknowledges it); when the connection ends before the acknowledgement,
+// ErrConnectionLost if the message was written or is kept by a Store (the
+// outcome is unknown; a Store keeps it for the next client using it to
+// send again), or ErrNotSent if it was never written and no Store keeps
+// it: then it is the caller's again.
 //
 // Publish does not retain m.Payload after it returns. At QoS 0 with a warm
 // client it allocates nothing.
@@ -198,7 +203,10 @@ func (cl *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 // network connection [MQTT-3.14.4-1] and waits for the reader and writer
 // goroutines to exit. Nothing is sent after DISCONNECT [MQTT-3.14.4-2], and
 // the server discards the will [MQTT-3.14.4-3]. Requests still waiting for
-// acknowledgements fail with ErrConnectionLost. Messages received and not
+// acknowledgements fail with ErrConnectionLost, except messages never
+// written and kept by no Store, which fail with ErrNotSent (see Publish).
+// Publish calls waiting for room (Options.MaxPending) or a packet
+// identifier return errors wrapping ErrNotSent and ErrClosed. Messages received and not
 // yet handled are dropped (the server re-sends unacknowledged QoS 1 and 2
 // messages of a persistent session), and no handler starts after Disconnect
 // returns; a handler already running may still be, so that handlers may

@@ -46,6 +46,9 @@ type core struct {
 	err      error               // why it ended, once closed
 	idFreed  chan struct{}       // closed when an identifier is freed; nil if nobody waits
 	lossFail bool                // Client: requests fail when the connection ends; Session: they wait for the next
+
+	quit    context.Context // done once closed is set: wakes Publish calls waiting for room (MaxPending)
+	quitNow context.CancelFunc
 }
 
 // request is a packet holding a packet identifier until its last
@@ -117,6 +120,7 @@ func newCore(o Options, lossFail bool) (*core, error) {
 		in2:      make(map[uint16]struct{}),
 		lossFail: lossFail,
 	}
+	c.quit, c.quitNow = context.WithCancel(context.Background())
 	if c.store == nil {
 		// The core itself holds the session for as long as it lives; a
 		// Store is only needed to outlive it.
@@ -195,8 +199,10 @@ func (c *core) publish(ctx context.Context, m Message) error {
 		}
 		return cn.sendPublish(ctx, &p)
 	}
-	if err := c.pending.Acquire(ctx, 1); err != nil {
-		return fmt.Errorf("mqtt: publish: waiting for room among pending messages (MaxPending): %w: %w", ErrNotSent, err)
+	if !c.pending.TryAcquire(1) {
+		if err := c.waitPending(ctx); err != nil {
+			return err
+		}
 	}
 	// One copy of topic and payload, kept until the last acknowledgement.
 	buf := make([]byte, len(m.Topic)+len(m.Payload))
@@ -227,6 +233,22 @@ func (c *core) publish(ctx context.Context, m Message) error {
 		cn.flush() // write it on this goroutine, unless a write is under way
 	}
 	return c.await(ctx, r, "publish")
+}
+
+// waitPending waits for room among pending messages (MaxPending), until
+// ctx ends or the client is closed.
+func (c *core) waitPending(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.quit, cancel)
+	defer stop()
+	if err := c.pending.Acquire(wctx, 1); err != nil {
+		if ctx.Err() == nil {
+			return errClosedNotSent
+		}
+		return fmt.Errorf("mqtt: publish: waiting for room among pending messages (MaxPending): %w: %w", ErrNotSent, ctx.Err())
+	}
+	return nil
 }
 
 func (r *request) stored() StoredMessage {
@@ -301,6 +323,11 @@ func (c *core) unsubscribe(ctx context.Context, filters []string) error {
 	p := &packet.Unsubscribe{Filters: make([][]byte, len(filters))}
 	for i, f := range filters {
 		if err := packet.ValidTopicFilter(f); err != nil {
+			if pe, ok := err.(*packet.Error); ok {
+				e := *pe
+				e.Type = packet.UNSUBSCRIBE
+				err = &e
+			}
 			return fmt.Errorf("mqtt: unsubscribe %s: %w", quote(bytesOf(f)), err)
 		}
 		p.Filters[i] = []byte(f)
@@ -317,6 +344,9 @@ func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uin
 	*id = 1
 	if _, err := p.AppendTo(nil); err != nil {
 		return fmt.Errorf("mqtt: %s: %w", op, err)
+	}
+	if n := p.Size(); n > c.opts.MaxPacketSize {
+		return fmt.Errorf("mqtt: %s: %w", op, &packet.Error{Type: p.Type(), Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mqtt: %s: %w: %w", op, ErrNotSent, err)
@@ -527,6 +557,7 @@ func (c *core) detach(cn *conn, cause error) {
 	if c.lossFail && !c.closed {
 		// A Client ends with its connection.
 		c.closed, c.err = true, cause
+		c.quitNow()
 		if c.idFreed != nil {
 			close(c.idFreed)
 			c.idFreed = nil
@@ -544,6 +575,9 @@ func (c *core) detach(cn *conn, cause error) {
 		case r.kind != packet.PUBLISH && r.on == cn:
 			c.completeLocked(r, lost)
 		case r.kind == packet.PUBLISH && c.lossFail:
+			if c.dropUnsentLocked(r, cause) {
+				continue
+			}
 			// The waiter learns the outcome is unknown; the message
 			// stays in the Store for the next Client that uses it.
 			r.finish(lost)
@@ -560,6 +594,7 @@ func (c *core) close(err error) {
 		return
 	}
 	c.closed, c.err = true, err
+	c.quitNow()
 	if c.connUp != nil {
 		close(c.connUp)
 		c.connUp = nil
@@ -817,11 +852,31 @@ func quote(s []byte) string {
 }
 
 // failPending ends the wait of every request with err, leaving outbound
-// messages in the Store.
+// messages in the Store; without a Store, those never written end with
+// ErrNotSent instead (see dropUnsentLocked).
 func (c *core) failPending(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range c.reqs {
+		if r.kind == packet.PUBLISH && c.dropUnsentLocked(r, ErrClosed) {
+			continue
+		}
 		r.finish(err)
 	}
+}
+
+// dropUnsentLocked completes r, a PUBLISH, with ErrNotSent when it was never
+// written on any connection and no Store keeps it: nothing of it reached
+// the server and nothing will send it later, so the caller may send it
+// again safely. It reports whether it did. c.mu is held.
+func (c *core) dropUnsentLocked(r *request, cause error) bool {
+	if r.sent || c.opts.Store != nil {
+		return false
+	}
+	err := errClosedNotSent
+	if cause != ErrClosed {
+		err = fmt.Errorf("%w: the connection ended before it was written: %w", ErrNotSent, cause)
+	}
+	c.completeLocked(r, err)
+	return true
 }

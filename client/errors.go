@@ -26,6 +26,9 @@ var (
 	// ErrConnectionLost reports that the connection ended, for whatever
 	// reason (Disconnect included), after a request was sent and before its
 	// acknowledgement arrived: the server may or may not have acted on it.
+	// For a PUBLISH kept by a Store it is returned even when the message
+	// was not written yet: the Store sends it with the next connection
+	// that uses it, so sending it again would duplicate it.
 	ErrConnectionLost = errors.New("mqtt: connection lost before acknowledgement")
 
 	// ErrPingTimeout reports that the server did not answer a PINGREQ within

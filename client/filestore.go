@@ -25,9 +25,13 @@ type FileStoreOptions struct {
 }
 
 // FileStore is a Store in one file: an append-only log of records, each
-// checked by a CRC-32, replayed by OpenFileStore and rewritten when dead
-// records make up most of it. A record cut short by a crash is dropped on
-// open, with everything after it. It is safe for concurrent use.
+// checked by a CRC-32, replayed by OpenFileStore and rewritten (to
+// path+".tmp", then renamed over path) once it is over 1 MiB and dead
+// records make up more than three quarters of it. A record cut short by a
+// crash is dropped on open, with everything after it. It is safe for
+// concurrent use. The file is locked (flock(2), where the system has it)
+// while the FileStore is open: one client, in one process, uses it at a
+// time.
 type FileStore struct {
 	mu   sync.Mutex
 	path string
@@ -49,12 +53,14 @@ const (
 	recDelIn  byte = 4
 )
 
-// OpenFileStore opens the store at path, creating it if needed, and reads
-// its records. Errors: those of the file system, and one wrapping
-// ErrCorruptStore when a record in the middle of the file is damaged.
+// OpenFileStore opens the store at path, creating it if needed, locks it
+// and reads its records. Errors: those of the file system, one wrapping
+// ErrStoreLocked when another FileStore has it open (Close releases it),
+// and one wrapping ErrCorruptStore when a record in the middle of the file
+// is damaged.
 func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
 	s := &FileStore{path: path, sync: opts == nil || !opts.NoSync, out: make(map[uint64]StoredMessage), in: make(map[uint16]struct{})}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLocked(path)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: file store: %w", err)
 	}
@@ -84,6 +90,39 @@ func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
 
 // ErrCorruptStore reports a damaged FileStore.
 var ErrCorruptStore = errors.New("mqtt: file store is corrupt")
+
+// ErrStoreLocked reports that another FileStore, in this process or
+// another, has the file open: two writers would each lose the other's
+// records.
+var ErrStoreLocked = errors.New("mqtt: file store is in use by another FileStore")
+
+// openLocked opens (creating it if needed) and locks the file at path. A
+// FileStore that compacts renames a new file over path; a lock taken on the
+// old file just before is let go and taken again on the new one.
+func openLocked(path string) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := lockFile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		fi, err1 := f.Stat()
+		pi, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
+			return f, nil
+		}
+		f.Close()
+		if err1 != nil {
+			return nil, err1
+		}
+		if err2 != nil && !errors.Is(err2, os.ErrNotExist) {
+			return nil, err2
+		}
+	}
+}
 
 // replay applies the records in data and returns the length of the valid
 // prefix. Records are written one write(2) at a time, each fsynced unless
@@ -284,6 +323,12 @@ func (s *FileStore) commit(b []byte) error {
 func (s *FileStore) compact() error {
 	tmp := s.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err == nil {
+		// Locked before it takes the place of the locked log.
+		if err = lockFile(f); err != nil {
+			f.Close()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("mqtt: file store: compact: %w", err)
 	}

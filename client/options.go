@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/devicemq/mqtt/packet"
@@ -49,13 +50,14 @@ type Options struct {
 
 	// PingTimeout is how long the client waits for PINGRESP before it
 	// closes the connection with ErrPingTimeout; it also bounds, together
-	// with KeepAlive, how long one network write may block. Zero means half
-	// of KeepAlive, at least 1 s and at most DefaultPingTimeout (30 s), so a
-	// dead link is noticed within about 1.5 times the keep alive.
+	// with KeepAlive, how long one network write may block. Zero or
+	// negative means half of KeepAlive, at least 1 s and at most
+	// DefaultPingTimeout (30 s), so a dead link is noticed within about 1.5
+	// times the keep alive.
 	PingTimeout time.Duration
 
 	// ConnectTimeout bounds Dial: the network dial, any TLS or WebSocket
-	// handshake, CONNECT and the wait for CONNACK. Zero means
+	// handshake, CONNECT and the wait for CONNACK. Zero or negative means
 	// DefaultConnectTimeout (30 s). A context deadline passed to Dial
 	// applies as well.
 	ConnectTimeout time.Duration
@@ -76,13 +78,18 @@ type Options struct {
 	ProtocolLevel byte
 
 	// MaxPacketSize is the largest packet, in bytes and fixed header
-	// included, the client sends or accepts: Publish refuses a larger
-	// message before sending anything, and a larger packet from the server
-	// closes the connection before its body is read. MQTT 3.1.1 has no way
-	// to learn the server's limit (IoT Hub's is 16 KiB). Zero means
-	// packet.DefaultMaxSize (1 MiB); at most packet.MaxPacketSize.
-	// (netx.WebSocketOptions.MaxFrameSize bounds WebSocket frames
-	// separately.)
+	// included, the client sends or accepts: Dial refuses a larger CONNECT
+	// (ErrInvalidOptions), Publish, Subscribe and Unsubscribe a larger
+	// packet (packet.ErrPacketTooLarge), before sending anything; a larger
+	// packet from the server closes the connection before its body is
+	// read. MQTT 3.1.1 has no way to learn the server's limit (IoT Hub's is
+	// 16 KiB), nor to refuse one message: a persistent session whose server
+	// holds a QoS 1 or 2 message over the limit gets it again on every
+	// connection, and loses every one of them, so keep the limit above
+	// what may be published to the client's subscriptions. Zero or
+	// negative means packet.DefaultMaxSize (1 MiB); larger values are cut
+	// to packet.MaxPacketSize. (netx.WebSocketOptions.MaxFrameSize bounds
+	// WebSocket frames separately.)
 	MaxPacketSize int
 
 	// MaxInflight is the number of QoS 1 and 2 PUBLISHes that may await
@@ -90,15 +97,16 @@ type Options struct {
 	// Brokers bound what they accept from a client: mosquitto 2.0, by
 	// default, answers QoS 2 messages beyond 20 in flight with PUBREC and
 	// drops them, and MQTT 3.1.1 has no way to tell the client. Zero means
-	// DefaultMaxInflight (20); at most 65,535.
+	// DefaultMaxInflight (20), and so does a negative value; larger values
+	// are cut to 65,535.
 	MaxInflight int
 
 	// MaxPending is the number of QoS 1 and 2 messages accepted by Publish
 	// and not yet completed, in flight or waiting to be sent (while the
 	// window is full, or a Session is offline); Publish waits for room
-	// beyond it, within its context. Zero means DefaultMaxPending (1000);
-	// at most 65,535, the number of packet identifiers, which SUBSCRIBE and
-	// UNSUBSCRIBE draw from too.
+	// beyond it, within its context. Zero or negative means
+	// DefaultMaxPending (1000); larger values are cut to 65,535, the number
+	// of packet identifiers, which SUBSCRIBE and UNSUBSCRIBE draw from too.
 	MaxPending int
 
 	// Store keeps the session's outbound QoS 1 and 2 messages and received
@@ -117,7 +125,7 @@ type Options struct {
 	// while one of the client's own requests (a PINGREQ included) awaits its
 	// acknowledgement: then it reads on and queues beyond InboxSize, so
 	// that neither keep alive nor a handler waiting for an acknowledgement
-	// is held up. Zero means DefaultInboxSize (256).
+	// is held up. Zero or negative means DefaultInboxSize (256).
 	InboxSize int
 
 	// DefaultHandler receives messages that match no subscription's filter,
@@ -205,10 +213,22 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 			c.WillMessage = []byte{}
 		}
 	}
-	if _, err := c.AppendTo(nil); err != nil {
-		return n, nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	if err := checkConnect(c, n.MaxPacketSize); err != nil {
+		return n, nil, err
 	}
 	return n, c, nil
+}
+
+// checkConnect returns an error wrapping ErrInvalidOptions when c is not a
+// valid CONNECT or is larger than max bytes.
+func checkConnect(c *packet.Connect, max int) error {
+	if _, err := c.AppendTo(nil); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if n := c.Size(); n > max {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, &packet.Error{Type: packet.CONNECT, Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
+	}
+	return nil
 }
 
 var discard = slog.New(slog.DiscardHandler)

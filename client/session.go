@@ -33,14 +33,15 @@ type SessionOptions struct {
 	// MinBackoff and MaxBackoff bound the wait before a new connection
 	// attempt: it starts at MinBackoff, doubles after every failed attempt
 	// up to MaxBackoff, and is drawn at random between half and all of
-	// that (jitter), so that a fleet does not reconnect in step. Zero means
-	// DefaultMinBackoff (1 s) and DefaultMaxBackoff (1 min). IoT Hub
-	// accepts one CONNECT per device every 5 s.
+	// that (jitter), so that a fleet does not reconnect in step. Zero or
+	// negative means DefaultMinBackoff (1 s) and DefaultMaxBackoff (1 min);
+	// a MaxBackoff below MinBackoff is raised to it. IoT Hub accepts one
+	// CONNECT per device every 5 s.
 	MinBackoff, MaxBackoff time.Duration
 
 	// StableAfter is how long a connection must last for the wait to start
-	// again from MinBackoff when it ends. Zero means DefaultStableAfter
-	// (30 s).
+	// again from MinBackoff when it ends. Zero or negative means
+	// DefaultStableAfter (30 s).
 	StableAfter time.Duration
 
 	// OnConnect, if not nil, is called after each successful connection,
@@ -87,8 +88,12 @@ type Session struct {
 
 // NewSession returns a Session that connects through d and starts its
 // first connection attempt at once. opts (nil means zero SessionOptions)
-// is copied. It fails only for invalid options or an unreadable Store.
+// is copied. It fails only for invalid options (ErrInvalidOptions, a nil
+// d included) or an unreadable Store.
 func NewSession(d netx.Dialer, opts *SessionOptions) (*Session, error) {
+	if d == nil {
+		return nil, fmt.Errorf("%w: nil dialer", ErrInvalidOptions)
+	}
 	var so SessionOptions
 	if opts != nil {
 		so = *opts
@@ -195,8 +200,8 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 		}
 		connect.UsernameFlag, connect.Username = user != "", []byte(user)
 		connect.PasswordFlag, connect.Password = user != "" && pass != nil, pass
-		if _, err := connect.AppendTo(nil); err != nil {
-			return nil, fmt.Errorf("%w: credentials: %w", ErrInvalidOptions, err)
+		if err := checkConnect(&connect, s.core.opts.MaxPacketSize); err != nil {
+			return nil, fmt.Errorf("mqtt: credentials: %w", err)
 		}
 	}
 	cn, err := dialConn(ctx, s.core, s.d, &connect)
@@ -282,7 +287,10 @@ func (s *Session) Unsubscribe(ctx context.Context, filters ...string) error {
 // Disconnect stops reconnecting, sends DISCONNECT on the current
 // connection, if any, after what is queued, and closes it, as
 // Client.Disconnect does. Messages accepted and not yet acknowledged stay
-// in the Store; their Publish calls return ErrConnectionLost. It is
+// in the Store; their Publish calls return ErrConnectionLost. Without a
+// Store, those never written are dropped and their Publish calls return
+// ErrNotSent (and ErrClosed), like calls that wait for room
+// (MaxPending) or for a connection. It is
 // idempotent; when ctx ends first the connection is closed at once and the
 // error wraps ctx.Err().
 func (s *Session) Disconnect(ctx context.Context) error {

@@ -35,6 +35,12 @@ type StoredMessage struct {
 // its PUBLISH, its release before the PUBREL, a received QoS 2 identifier
 // before the PUBREC, and its removal before the PUBCOMP. The client never
 // modifies a Payload it has passed to PutOutbound, so a Store may keep it.
+//
+// A Store holds one session: it serves one Client or Session at a time,
+// which may start using it once the previous one has ended (Done is
+// closed). Two at once would each resend, delete and reuse the other's
+// messages and packet identifiers; FileStore refuses a second opening
+// (ErrStoreLocked), MemoryStore cannot tell.
 type Store interface {
 	// Load returns the stored outbound messages, in Seq order, and the
 	// received QoS 2 packet identifiers.

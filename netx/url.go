@@ -76,11 +76,13 @@ type Options struct {
 //	ws://host[:80]/path, wss://host[:443]/path   MQTT over WebSocket (path as given, "/" when empty)
 //	unix:///path/to/socket                       MQTT over a Unix domain socket
 //
-// A missing port gets the scheme's default. opts (nil means zero Options)
+// A missing port gets the scheme's default. A path and query are used by
+// ws and wss only (sent in the handshake request); the other schemes ignore
+// them. opts (nil means zero Options)
 // is copied. Configuration errors are returned at once, before anything is
 // dialled: an unknown scheme (ErrScheme), a URL without host, an unreadable
 // or empty CA file, a client certificate and key that cannot be loaded or
-// do not match, a bad proxy URL.
+// do not match, a bad proxy URL. The Dialer is nil when the error is not.
 func URL(rawURL string, opts *Options) (Dialer, error) {
 	var o Options
 	if opts != nil {

@@ -64,7 +64,7 @@ type Decoder struct {
 }
 
 // NewDecoder returns a Decoder that reads from r and refuses packets larger
-// than maxSize bytes, fixed header included. A maxSize of 0 means
+// than maxSize bytes, fixed header included. A maxSize of 0 or less means
 // DefaultMaxSize; values above MaxPacketSize are lowered to it.
 func NewDecoder(r io.Reader, maxSize int) *Decoder {
 	if maxSize <= 0 {
