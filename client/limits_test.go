@@ -131,6 +131,10 @@ func TestNilDialer(t *testing.T) {
 			s.Close()
 		}
 	}
+	var f netx.DialerFunc
+	if _, err := Dial(context.Background(), f, nil); !errors.Is(err, netx.ErrNilDialer) {
+		t.Errorf("Dial(nil DialerFunc) = %v, want netx.ErrNilDialer", err)
+	}
 }
 
 // TestMaxPacketSizeEveryPacket: MaxPacketSize bounds every packet the

@@ -293,6 +293,11 @@ func (s *Session) Unsubscribe(ctx context.Context, filters ...string) error {
 // (MaxPending) or for a connection. It is
 // idempotent; when ctx ends first the connection is closed at once and the
 // error wraps ctx.Err().
+//
+// Disconnect does not wait for the Session's callbacks (OnConnect,
+// OnConnectError, OnConnectionLost) and handlers, which may call it
+// themselves: one may still run until Done is closed, so wait for Done
+// before tearing down what they use.
 func (s *Session) Disconnect(ctx context.Context) error {
 	var err error
 	s.stopped.Do(func() {
@@ -308,7 +313,11 @@ func (s *Session) Disconnect(ctx context.Context) error {
 				err = fmt.Errorf("mqtt: disconnect: %w", ctx.Err())
 			}
 		}
-		s.core.failPending(fmt.Errorf("%w (the session was closed; the message stays in the Store)", ErrConnectionLost))
+		lost := fmt.Errorf("%w (the session was closed; the message stays in the Store)", ErrConnectionLost)
+		if s.opts.Store == nil {
+			lost = fmt.Errorf("%w (the session was closed)", ErrConnectionLost)
+		}
+		s.core.failPending(lost)
 		s.core.inbox.stop()
 	})
 	return err

@@ -49,6 +49,7 @@ package netx
 
 import (
 	"context"
+	"errors"
 	"net"
 )
 
@@ -68,5 +69,13 @@ type Dialer interface {
 // concurrent use as the function it wraps.
 type DialerFunc func(ctx context.Context) (net.Conn, error)
 
-// Dial calls f(ctx).
-func (f DialerFunc) Dial(ctx context.Context) (net.Conn, error) { return f(ctx) }
+// Dial calls f(ctx); a nil f returns ErrNilDialer.
+func (f DialerFunc) Dial(ctx context.Context) (net.Conn, error) {
+	if f == nil {
+		return nil, ErrNilDialer
+	}
+	return f(ctx)
+}
+
+// ErrNilDialer is returned by the Dial method of a nil DialerFunc.
+var ErrNilDialer = errors.New("netx: nil DialerFunc")

@@ -177,10 +177,19 @@ func TestURLConfigErrors(t *testing.T) {
 		{"tls://broker", &netx.Options{CertFile: pki.ClientCert, KeyFile: pki.OtherKey}, "client certificate"},
 		{"wss://broker/mqtt", &netx.Options{CertFile: pki.ClientCert}, "client certificate"},
 		{"tcp://broker", &netx.Options{Proxy: "socks5://proxy:1080"}, "proxy URL"},
+		{"tcp://user:secret@broker", nil, "user information"},
+		{"ws://user:secret@broker/mqtt", nil, "user information"},
+		{"wss://broker/mqtt#frag", nil, "fragment"},
+		{"unix://relative/path", nil, "unix:///absolute/path"},
+		{"tcp://broker:99999", nil, "bad port"},
+		{"tcp://broker:0", nil, "bad port"},
 	} {
 		_, err := netx.URL(tc.url, tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("URL(%q) = %v, want an error about %q", tc.url, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("URL(%q): error %q leaks the password", tc.url, err)
 		}
 		if tc.want == "scheme" && !errors.Is(err, netx.ErrScheme) {
 			t.Errorf("URL(%q): %v is not ErrScheme", tc.url, err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 )
 
 // Default ports of the URL schemes (IANA: 1883 mqtt, 8883 secure-mqtt; RFC
@@ -78,11 +79,13 @@ type Options struct {
 //
 // A missing port gets the scheme's default. A path and query are used by
 // ws and wss only (sent in the handshake request); the other schemes ignore
-// them. opts (nil means zero Options)
+// them. User information (user:pass@) and a fragment are refused: MQTT
+// credentials go in client.Options, a proxy's in Options.Proxy. opts (nil means zero Options)
 // is copied. Configuration errors are returned at once, before anything is
 // dialled: an unknown scheme (ErrScheme), a URL without host, an unreadable
 // or empty CA file, a client certificate and key that cannot be loaded or
-// do not match, a bad proxy URL. The Dialer is nil when the error is not.
+// do not match, a bad proxy URL, a port outside 1 to 65535. The Dialer is
+// nil when the error is not.
 func URL(rawURL string, opts *Options) (Dialer, error) {
 	var o Options
 	if opts != nil {
@@ -92,7 +95,18 @@ func URL(rawURL string, opts *Options) (Dialer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netx: broker URL: %w", err)
 	}
+	if u.User != nil {
+		// MQTT credentials belong in the CONNECT (client.Options), proxy
+		// ones in Options.Proxy; dropping them silently would hide that.
+		return nil, fmt.Errorf("netx: broker URL %s: user information is not used; set the MQTT user name and password in client.Options, a proxy's in Options.Proxy", u.Redacted())
+	}
+	if u.Fragment != "" {
+		return nil, fmt.Errorf("netx: broker URL %s: a fragment has no meaning here (RFC 6455 section 3)", u.Redacted())
+	}
 	if u.Scheme == "unix" {
+		if u.Host != "" {
+			return nil, fmt.Errorf("netx: broker URL %s: want unix:///absolute/path or unix:relative/path", u.Redacted())
+		}
 		path := u.Path
 		if path == "" {
 			path = u.Opaque
@@ -129,6 +143,8 @@ func URL(rawURL string, opts *Options) (Dialer, error) {
 	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), port)
+	} else if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+		return nil, fmt.Errorf("netx: broker URL %s: bad port %q", u.Redacted(), u.Port())
 	}
 
 	netDial := o.NetDial

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/gobwas/ws"
 )
@@ -243,12 +244,20 @@ func WebSocket(rawURL string, opts *WebSocketOptions) Dialer {
 	d.opts.ReadBufferSize = max(d.opts.ReadBufferSize, minBufferSize)
 	d.opts.WriteBufferSize = max(d.opts.WriteBufferSize, minBufferSize)
 
-	u, err := url.ParseRequestURI(rawURL)
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		d.err = err
 		return d
 	}
 	d.display = u.Redacted()
+	if u.Fragment != "" || strings.HasSuffix(rawURL, "#") {
+		d.err = errors.New("URL has a fragment, which WebSocket URIs must not use (RFC 6455 section 3)")
+		return d
+	}
+	if u.User != nil {
+		d.err = errors.New("URL has user information, which is not used; set MQTT credentials in the CONNECT (client.Options)")
+		return d
+	}
 	if u.Scheme != "ws" && u.Scheme != "wss" {
 		d.err = fmt.Errorf("unsupported URL scheme %q, want ws or wss", u.Scheme)
 		return d

@@ -23,6 +23,12 @@ type wantFrame struct {
 	payload string // hex
 }
 
+// TestWebSocketRead: what the server sends, frame by frame, against the MQTT
+// byte stream the client reads and the frames it answers with. It covers
+// BR-23 (text frames refused [MQTT-6.0.0-1]; pings, also between
+// fragments, answered out of band; empty frames harmless; close
+// answered) and packets split over and coalesced in frames
+// [MQTT-6.0.0-2].
 func TestWebSocketRead(t *testing.T) {
 	tests := []struct {
 		name string

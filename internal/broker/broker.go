@@ -183,6 +183,7 @@ func Start(opts *Options) (*Server, error) {
 		return fail(err)
 	}
 	for _, l := range s.listeners() {
+		l.server = s.mochi
 		if err := s.mochi.AddListener(l); err != nil {
 			return fail(err)
 		}

@@ -1,12 +1,10 @@
 package broker
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,305 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devicemq/mqtt/internal/rawmqtt"
 	"github.com/devicemq/mqtt/internal/testcerts"
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// These tests speak MQTT with the tiny codec below, in raw bytes, so that
-// they depend on nothing but the broker.
-
-// ---- a tiny MQTT codec ----
-
-const (
-	typeConnect    = 1
-	typeConnack    = 2
-	typePublish    = 3
-	typePuback     = 4
-	typeSubscribe  = 8
-	typeSuback     = 9
-	typeDisconnect = 14
-)
-
-func appendString(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-func packet(first byte, body []byte) []byte {
-	b := []byte{first}
-	for n := len(body); ; {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, body...)
-}
-
-// connectPacket is a clean-session CONNECT with keep-alive 0, for MQTT
-// 3.1.1 (version 4) or 5, with a user name if not empty.
-func connectPacket(version byte, clientID, username string) []byte {
-	body := appendString(nil, "MQTT")
-	flags := byte(0x02)
-	if username != "" {
-		flags |= 0x80
-	}
-	body = append(body, version, flags, 0, 0)
-	if version >= 5 {
-		body = append(body, 0) // no properties
-	}
-	body = appendString(body, clientID)
-	if username != "" {
-		body = appendString(body, username)
-	}
-	return packet(typeConnect<<4, body)
-}
-
-func subscribePacket(version byte, id uint16, filter string, qos byte) []byte {
-	body := binary.BigEndian.AppendUint16(nil, id)
-	if version >= 5 {
-		body = append(body, 0)
-	}
-	body = appendString(body, filter)
-	return packet(typeSubscribe<<4|0x02, append(body, qos))
-}
-
-func publishPacket(topic, payload string, qos byte, id uint16) []byte {
-	body := appendString(nil, topic)
-	if qos > 0 {
-		body = binary.BigEndian.AppendUint16(body, id)
-	}
-	return packet(typePublish<<4|qos<<1, append(body, payload...))
-}
-
-func pubackPacket(id uint16) []byte {
-	return packet(typePuback<<4, binary.BigEndian.AppendUint16(nil, id))
-}
-
-type rawPacket struct {
-	typ   byte
-	flags byte
-	body  []byte
-}
-
-func (p rawPacket) String() string {
-	return fmt.Sprintf("type %d flags %#x body % x", p.typ, p.flags, p.body)
-}
-
-func readPacket(r io.Reader) (rawPacket, error) {
-	var b [1]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return rawPacket{}, err
-	}
-	p := rawPacket{typ: b[0] >> 4, flags: b[0] & 0x0f}
-	n, mul := 0, 1
-	for i := 0; ; i++ {
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return rawPacket{}, err
-		}
-		n += int(b[0]&0x7f) * mul
-		mul *= 128
-		if b[0]&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return rawPacket{}, errors.New("bad remaining length")
-		}
-	}
-	p.body = make([]byte, n)
-	_, err := io.ReadFull(r, p.body)
-	return p, err
-}
-
-// ---- transports ----
-
-// rawClient is one MQTT connection driven step by step by a test.
-type rawClient struct {
-	t       *testing.T
-	conn    net.Conn
-	r       io.Reader
-	w       func([]byte) error
-	version byte // 4 (MQTT 3.1.1) unless set
-}
-
-func newStreamClient(t *testing.T, conn net.Conn) *rawClient {
-	t.Cleanup(func() { conn.Close() })
-	return &rawClient{
-		t:       t,
-		conn:    conn,
-		r:       bufio.NewReader(conn),
-		w:       func(b []byte) error { _, err := conn.Write(b); return err },
-		version: 4,
-	}
-}
-
-func dialTCP(t *testing.T, addr string) *rawClient {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newStreamClient(t, conn)
-}
-
-func dialTLS(t *testing.T, addr string, pool *x509.CertPool) *rawClient {
-	t.Helper()
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: pool}}
-	conn, err := d.Dial("tcp", addr) // verifies the 127.0.0.1 IP address of the certificate
-	if err != nil {
-		t.Fatalf("tls dial %s: %v", addr, err)
-	}
-	return newStreamClient(t, conn)
-}
-
-// dialWS connects over WebSocket (ws:// or wss://) with gobwas/ws. Each
-// write is one binary message; reads see the binary messages as one byte
-// stream.
-func dialWS(t *testing.T, url string, pool *x509.CertPool) *rawClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d := ws.Dialer{Protocols: []string{"mqtt"}}
-	if pool != nil {
-		d.TLSConfig = &tls.Config{RootCAs: pool}
-	}
-	conn, br, hs, err := d.Dial(ctx, url)
-	if err != nil {
-		t.Fatalf("websocket dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if hs.Protocol != "mqtt" {
-		t.Fatalf("subprotocol %q, want mqtt", hs.Protocol)
-	}
-	src := io.Reader(conn)
-	if br != nil {
-		src = br
-	}
-	return &rawClient{
-		t:    t,
-		conn: conn,
-		r: &wsStream{rw: struct {
-			io.Reader
-			io.Writer
-		}{src, conn}},
-		w:       func(b []byte) error { return wsutil.WriteClientBinary(conn, b) },
-		version: 4,
-	}
-}
-
-// wsStream concatenates the payloads of binary messages from the server.
-type wsStream struct {
-	rw  io.ReadWriter
-	buf []byte
-}
-
-func (s *wsStream) Read(p []byte) (int, error) {
-	for len(s.buf) == 0 {
-		data, op, err := wsutil.ReadServerData(s.rw)
-		if err != nil {
-			return 0, err
-		}
-		if op != ws.OpBinary {
-			return 0, fmt.Errorf("server sent opcode %v", op)
-		}
-		s.buf = data
-	}
-	n := copy(p, s.buf)
-	s.buf = s.buf[n:]
-	return n, nil
-}
-
-func (c *rawClient) send(b []byte) {
-	c.t.Helper()
-	if err := c.w(b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *rawClient) read() rawPacket {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := readPacket(c.r)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return p
-}
-
-func (c *rawClient) expect(typ byte) rawPacket {
-	c.t.Helper()
-	p := c.read()
-	if p.typ != typ {
-		c.t.Fatalf("got %v, want packet type %d", p, typ)
-	}
-	return p
-}
-
-// connect sends CONNECT and returns the CONNACK return or reason code.
-func (c *rawClient) connect(clientID, username string) byte {
-	c.t.Helper()
-	c.send(connectPacket(c.version, clientID, username))
-	p := c.expect(typeConnack)
-	if len(p.body) < 2 || c.version < 5 && len(p.body) != 2 {
-		c.t.Fatalf("CONNACK body % x", p.body)
-	}
-	return p.body[1]
-}
-
-func (c *rawClient) subscribe(id uint16, filter string, qos byte) byte {
-	c.t.Helper()
-	c.send(subscribePacket(c.version, id, filter, qos))
-	p := c.expect(typeSuback)
-	if len(p.body) < 3 || binary.BigEndian.Uint16(p.body) != id {
-		c.t.Fatalf("SUBACK body % x, want id %d", p.body, id)
-	}
-	return p.body[len(p.body)-1]
-}
-
-type publishMsg struct {
-	topic, payload string
-	qos            byte
-	id             uint16
-}
-
-// receive reads a PUBLISH (MQTT 3.1.1) and acknowledges it.
-func (c *rawClient) receive() publishMsg {
-	c.t.Helper()
-	p := c.expect(typePublish)
-	n := int(binary.BigEndian.Uint16(p.body))
-	m := publishMsg{topic: string(p.body[2 : 2+n]), qos: p.flags >> 1 & 3}
-	rest := p.body[2+n:]
-	if m.qos > 0 {
-		m.id = binary.BigEndian.Uint16(rest)
-		rest = rest[2:]
-		c.send(pubackPacket(m.id))
-	}
-	m.payload = string(rest)
-	return m
-}
-
-// expectClosed checks the server closes the connection without sending
-// anything.
-func (c *rawClient) expectClosed() {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := readPacket(c.r)
-	if err == nil {
-		c.t.Fatalf("got %v, want the connection closed", p)
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatalf("connection still open: %v", err)
-	}
-}
+// These tests speak MQTT in raw bytes with rawmqtt, so that they depend on
+// nothing but the broker.
 
 // waitGoroutines waits until at most n goroutines run.
 func waitGoroutines(t *testing.T, n int) {
@@ -349,16 +56,16 @@ func start(t *testing.T, o *Options) *Server {
 // transports dials each of the server's transports.
 func transports(s *Server, pool *x509.CertPool) []struct {
 	name string
-	dial func(t *testing.T) *rawClient
+	dial func(t *testing.T) *rawmqtt.Client
 } {
 	return []struct {
 		name string
-		dial func(t *testing.T) *rawClient
+		dial func(t *testing.T) *rawmqtt.Client
 	}{
-		{"tcp", func(t *testing.T) *rawClient { return dialTCP(t, s.TCPAddr()) }},
-		{"ws", func(t *testing.T) *rawClient { return dialWS(t, s.WebSocketURL(), nil) }},
-		{"tls", func(t *testing.T) *rawClient { return dialTLS(t, s.TLSAddr(), pool) }},
-		{"wss", func(t *testing.T) *rawClient { return dialWS(t, s.WSSURL(), pool) }},
+		{"tcp", func(t *testing.T) *rawmqtt.Client { return rawmqtt.DialTCP(t, s.TCPAddr()) }},
+		{"ws", func(t *testing.T) *rawmqtt.Client { return rawmqtt.DialWS(t, s.WebSocketURL(), nil) }},
+		{"tls", func(t *testing.T) *rawmqtt.Client { return rawmqtt.DialTLS(t, s.TLSAddr(), pool) }},
+		{"wss", func(t *testing.T) *rawmqtt.Client { return rawmqtt.DialWS(t, s.WSSURL(), pool) }},
 	}
 }
 
@@ -381,18 +88,18 @@ func TestTransports(t *testing.T) {
 		}
 	}
 
-	var subscribers []*rawClient
+	var subscribers []*rawmqtt.Client
 	for _, tr := range transports(s, pki.Pool) {
 		c := tr.dial(t) // lives on after the subtest
 		t.Run(tr.name, func(t *testing.T) {
-			outer := c.t
-			c.t = t
-			defer func() { c.t = outer }()
+			outer := c.T
+			c.T = t
+			defer func() { c.T = outer }()
 			// CONNECT in raw bytes, CONNACK compared byte for byte.
-			c.send(connectPacket(4, "client-"+tr.name, ""))
-			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			c.Send(rawmqtt.Connect(rawmqtt.ConnectOpts{ClientID: "client-" + tr.name}))
+			c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 			var connack [4]byte
-			if _, err := io.ReadFull(c.r, connack[:]); err != nil {
+			if _, err := io.ReadFull(c.R, connack[:]); err != nil {
 				t.Fatal(err)
 			}
 			if want := [4]byte{0x20, 0x02, 0x00, 0x00}; connack != want {
@@ -401,30 +108,30 @@ func TestTransports(t *testing.T) {
 
 			// SUBSCRIBE, then PUBLISH to the same topic at QoS 0 and 1.
 			topic := "rt/" + tr.name
-			if code := c.subscribe(1, topic, 1); code != 1 {
+			if code := c.Subscribe(1, topic, 1); code != 1 {
 				t.Fatalf("SUBACK code %#x, want 1", code)
 			}
-			c.send(publishPacket(topic, "at most once", 0, 0))
-			if m := c.receive(); m != (publishMsg{topic: topic, payload: "at most once"}) {
+			c.Send(rawmqtt.Publish(topic, "at most once", 0, 0, false))
+			if m := c.Receive(); m != (rawmqtt.Message{Topic: topic, Payload: "at most once"}) {
 				t.Fatalf("got %+v", m)
 			}
-			c.send(publishPacket(topic, "at least once", 1, 7))
-			if ack := c.expect(typePuback); !bytes.Equal(ack.body, []byte{0, 7}) {
-				t.Fatalf("PUBACK body % x, want 00 07", ack.body)
+			c.Send(rawmqtt.Publish(topic, "at least once", 1, 7, false))
+			if ack := c.Expect(rawmqtt.TypePuback); !bytes.Equal(ack.Body, []byte{0, 7}) {
+				t.Fatalf("PUBACK body % x, want 00 07", ack.Body)
 			}
-			if m := c.receive(); m.topic != topic || m.payload != "at least once" || m.qos != 1 {
+			if m := c.Receive(); m.Topic != topic || m.Payload != "at least once" || m.QoS != 1 {
 				t.Fatalf("got %+v", m)
 			}
 
 			// A large message spans several TLS records and WebSocket
 			// reads.
 			big := strings.Repeat("0123456789abcdef", 4096)
-			c.send(publishPacket(topic, big, 0, 0))
-			if m := c.receive(); m.payload != big {
-				t.Fatalf("got %d bytes, want %d", len(m.payload), len(big))
+			c.Send(rawmqtt.Publish(topic, big, 0, 0, false))
+			if m := c.Receive(); m.Payload != big {
+				t.Fatalf("got %d bytes, want %d", len(m.Payload), len(big))
 			}
 
-			if code := c.subscribe(2, "all/#", 0); code != 0 {
+			if code := c.Subscribe(2, "all/#", 0); code != 0 {
 				t.Fatalf("SUBACK code %#x, want 0", code)
 			}
 			subscribers = append(subscribers, c)
@@ -436,9 +143,9 @@ func TestTransports(t *testing.T) {
 
 	// A message from one transport reaches all of them, and so does one
 	// from the inline client.
-	subscribers[0].send(publishPacket("all/from-tcp", "hi", 0, 0))
+	subscribers[0].Send(rawmqtt.Publish("all/from-tcp", "hi", 0, 0, false))
 	for i, c := range subscribers {
-		if m, want := c.receive(), (publishMsg{topic: "all/from-tcp", payload: "hi"}); m != want {
+		if m, want := c.Receive(), (rawmqtt.Message{Topic: "all/from-tcp", Payload: "hi"}); m != want {
 			t.Errorf("subscriber %d got %+v, want %+v", i, m, want)
 		}
 	}
@@ -446,7 +153,7 @@ func TestTransports(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range subscribers {
-		if m, want := c.receive(), (publishMsg{topic: "all/inline", payload: "hello"}); m != want {
+		if m, want := c.Receive(), (rawmqtt.Message{Topic: "all/inline", Payload: "hello"}); m != want {
 			t.Errorf("subscriber %d got %+v, want %+v", i, m, want)
 		}
 	}
@@ -468,17 +175,17 @@ func TestDefaults(t *testing.T) {
 	}
 
 	// Allow-all authentication and authorisation; QoS 2 granted.
-	c := dialTCP(t, s.TCPAddr())
-	if code := c.connect("any", "anyone"); code != 0 {
+	c := rawmqtt.DialTCP(t, s.TCPAddr())
+	if code := c.Connect("any", "anyone"); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	if code := c.subscribe(1, "#", 2); code != 2 {
+	if code := c.Subscribe(1, "#", 2); code != 2 {
 		t.Errorf("SUBACK code %#x, want 2", code)
 	}
 
 	// The WebSocket listener accepts any path.
-	ws := dialWS(t, strings.TrimSuffix(s.WebSocketURL(), "/mqtt")+"/", nil)
-	if code := ws.connect("ws", ""); code != 0 {
+	ws := rawmqtt.DialWS(t, strings.TrimSuffix(s.WebSocketURL(), "/mqtt")+"/", nil)
+	if code := ws.Connect("ws", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
 }
@@ -491,11 +198,11 @@ func TestCapabilities(t *testing.T) {
 	if caps.MaximumInflight != 0 {
 		t.Error("Start changed the caller's Capabilities")
 	}
-	c := dialTCP(t, s.TCPAddr())
-	if code := c.connect("c", ""); code != 0 {
+	c := rawmqtt.DialTCP(t, s.TCPAddr())
+	if code := c.Connect("c", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	if code := c.subscribe(1, "a", 2); code != 1 {
+	if code := c.Subscribe(1, "a", 2); code != 1 {
 		t.Errorf("SUBACK code %#x, want 1 (MaximumQos)", code)
 	}
 }
@@ -531,27 +238,27 @@ func TestHooks(t *testing.T) {
 		t.Run(fmt.Sprintf("auth %v acl %v", tt.auth, tt.acl), func(t *testing.T) {
 			s := start(t, &Options{Hooks: []mqtt.Hook{&testHook{auth: tt.auth, acl: tt.acl}}})
 
-			bad := dialTCP(t, s.TCPAddr())
+			bad := rawmqtt.DialTCP(t, s.TCPAddr())
 			wantCode := byte(0)
 			if tt.auth {
 				wantCode = 5 // not authorised: mochi's 3.1.1 code for 0x86
 			}
-			if code := bad.connect("bad", "bad"); code != wantCode {
+			if code := bad.Connect("bad", "bad"); code != wantCode {
 				t.Errorf("CONNACK code for user bad %d, want %d", code, wantCode)
 			}
 
-			c := dialTCP(t, s.TCPAddr())
-			if code := c.connect("good", "good"); code != 0 {
+			c := rawmqtt.DialTCP(t, s.TCPAddr())
+			if code := c.Connect("good", "good"); code != 0 {
 				t.Fatalf("CONNACK code %d", code)
 			}
 			wantSub := byte(0)
 			if tt.acl {
 				wantSub = 0x80
 			}
-			if code := c.subscribe(1, "secret/x", 0); code != wantSub {
+			if code := c.Subscribe(1, "secret/x", 0); code != wantSub {
 				t.Errorf("SUBACK code for secret/x %#x, want %#x", code, wantSub)
 			}
-			if code := c.subscribe(2, "public/x", 0); code != 0 {
+			if code := c.Subscribe(2, "public/x", 0); code != 0 {
 				t.Errorf("SUBACK code for public/x %#x, want 0", code)
 			}
 		})
@@ -562,28 +269,28 @@ func TestNoDisconnectToV3(t *testing.T) {
 	s := start(t, nil)
 
 	// Session takeover: the MQTT 3.1.1 client's connection just closes.
-	old := dialTCP(t, s.TCPAddr())
-	if code := old.connect("same", ""); code != 0 {
+	old := rawmqtt.DialTCP(t, s.TCPAddr())
+	if code := old.Connect("same", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	if code := dialTCP(t, s.TCPAddr()).connect("same", ""); code != 0 {
+	if code := rawmqtt.DialTCP(t, s.TCPAddr()).Connect("same", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	old.expectClosed()
+	old.ExpectClosed()
 
 	// An MQTT 5 client gets DISCONNECT, session taken over (0x8E).
-	old5 := dialTCP(t, s.TCPAddr())
-	old5.version = 5
-	if code := old5.connect("same5", ""); code != 0 {
+	old5 := rawmqtt.DialTCP(t, s.TCPAddr())
+	old5.Version = 5
+	if code := old5.Connect("same5", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	new5 := dialTCP(t, s.TCPAddr())
-	new5.version = 5
-	if code := new5.connect("same5", ""); code != 0 {
+	new5 := rawmqtt.DialTCP(t, s.TCPAddr())
+	new5.Version = 5
+	if code := new5.Connect("same5", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	if p := old5.expect(typeDisconnect); len(p.body) == 0 || p.body[0] != 0x8E {
-		t.Fatalf("DISCONNECT body % x, want reason code 0x8e", p.body)
+	if p := old5.Expect(rawmqtt.TypeDisconnect); len(p.Body) == 0 || p.Body[0] != 0x8E {
+		t.Fatalf("DISCONNECT body % x, want reason code 0x8e", p.Body)
 	}
 }
 
@@ -593,32 +300,32 @@ func TestNoDisconnectToV3(t *testing.T) {
 func TestReconnectSameID(t *testing.T) {
 	s := start(t, &Options{InlineClient: true})
 	for i := range 100 {
-		old := dialTCP(t, s.TCPAddr())
-		if code := old.connect("same", ""); code != 0 {
+		old := rawmqtt.DialTCP(t, s.TCPAddr())
+		if code := old.Connect("same", ""); code != 0 {
 			t.Fatalf("CONNACK code %d", code)
 		}
-		old.subscribe(1, "t", 0)
+		old.Subscribe(1, "t", 0)
 		live := i%2 == 1
 		if !live {
-			old.conn.Close()
+			old.Conn.Close()
 		}
 
-		c := dialTCP(t, s.TCPAddr())
-		if code := c.connect("same", ""); code != 0 {
+		c := rawmqtt.DialTCP(t, s.TCPAddr())
+		if code := c.Connect("same", ""); code != 0 {
 			t.Fatalf("CONNACK code %d", code)
 		}
-		c.subscribe(1, "t", 0)
+		c.Subscribe(1, "t", 0)
 		if err := s.Mochi().Publish("t", []byte{byte(i)}, false, 0); err != nil {
 			t.Fatal(err)
 		}
-		if m := c.receive(); m.payload != string([]byte{byte(i)}) {
+		if m := c.Receive(); m.Payload != string([]byte{byte(i)}) {
 			t.Fatalf("round %d: got %+v", i, m)
 		}
 		if live {
-			old.expectClosed()
+			old.ExpectClosed()
 		}
-		old.conn.Close()
-		c.conn.Close()
+		old.Conn.Close()
+		c.Conn.Close()
 	}
 }
 
@@ -661,11 +368,11 @@ func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
 func TestLogger(t *testing.T) {
 	rec := new(recordHandler)
 	s := start(t, &Options{Logger: slog.New(rec)})
-	c := dialTCP(t, s.TCPAddr())
-	c.connect("c", "")
-	c.conn.Close()
+	c := rawmqtt.DialTCP(t, s.TCPAddr())
+	c.Connect("c", "")
+	c.Conn.Close()
 	// A mochi warning: a client sending garbage instead of CONNECT.
-	dialTCP(t, s.TCPAddr()).send([]byte{0xff, 0x00})
+	rawmqtt.DialTCP(t, s.TCPAddr()).Send([]byte{0xff, 0x00})
 	time.Sleep(50 * time.Millisecond)
 	s.Close()
 
@@ -700,24 +407,24 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	// An MQTT session over each transport, an MQTT 5 session, one that
 	// never sends CONNECT, a WebSocket that never completes its handshake
 	// and a TLS connection that never starts its handshake.
-	var sessions []*rawClient
+	var sessions []*rawmqtt.Client
 	for _, tr := range transports(s, pki.Pool) {
 		c := tr.dial(t)
-		if code := c.connect("c-"+tr.name, ""); code != 0 {
+		if code := c.Connect("c-"+tr.name, ""); code != 0 {
 			t.Fatalf("%s: CONNACK code %d", tr.name, code)
 		}
-		c.subscribe(1, "a/#", 1)
+		c.Subscribe(1, "a/#", 1)
 		sessions = append(sessions, c)
 	}
-	v5 := dialTCP(t, s.TCPAddr())
-	v5.version = 5
-	if code := v5.connect("v5", ""); code != 0 {
+	v5 := rawmqtt.DialTCP(t, s.TCPAddr())
+	v5.Version = 5
+	if code := v5.Connect("v5", ""); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	idle := dialTCP(t, s.TCPAddr())
-	halfWS := dialTCP(t, strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL(), "ws://"), "/mqtt"))
-	halfWS.send([]byte("GET /mqtt HTTP/1.1\r\n"))
-	halfTLS := dialTCP(t, s.TLSAddr())
+	idle := rawmqtt.DialTCP(t, s.TCPAddr())
+	halfWS := rawmqtt.DialTCP(t, strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL(), "ws://"), "/mqtt"))
+	halfWS.Send([]byte("GET /mqtt HTTP/1.1\r\n"))
+	halfTLS := rawmqtt.DialTCP(t, s.TLSAddr())
 	time.Sleep(50 * time.Millisecond) // let the broker accept them
 
 	if err := s.Close(); err != nil {
@@ -728,14 +435,14 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 
 	for _, c := range sessions {
-		c.expectClosed()
+		c.ExpectClosed()
 	}
-	if p := v5.expect(typeDisconnect); len(p.body) == 0 || p.body[0] != 0x8B {
-		t.Errorf("MQTT 5 client got DISCONNECT % x, want reason code 0x8b (server shutting down)", p.body)
+	if p := v5.Expect(rawmqtt.TypeDisconnect); len(p.Body) == 0 || p.Body[0] != 0x8B {
+		t.Errorf("MQTT 5 client got DISCONNECT % x, want reason code 0x8b (server shutting down)", p.Body)
 	}
-	for _, c := range []*rawClient{idle, halfWS, halfTLS} {
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if n, err := c.conn.Read(make([]byte, 1)); err == nil {
+	for _, c := range []*rawmqtt.Client{idle, halfWS, halfTLS} {
+		c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Conn.Read(make([]byte, 1)); err == nil {
 			t.Errorf("read %d bytes after Close, want the connection closed", n)
 		}
 	}
@@ -747,7 +454,46 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 
 	for _, c := range append(sessions, v5, idle, halfWS, halfTLS) {
-		c.conn.Close()
+		c.Conn.Close()
 	}
 	waitGoroutines(t, before)
+}
+
+// TestCloseRacingDisconnects: Close while clients disconnect on their own
+// returns. mochi v2.7.9's own client teardown on Close takes its client
+// map's read lock twice and deadlocks when a disconnecting client's
+// removal waits for the write lock in between; Listener.Close does the
+// teardown without that. The race is narrow, so it is tried many times.
+func TestCloseRacingDisconnects(t *testing.T) {
+	for i := range 1000 {
+		s, err := Start(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		for j := range 8 {
+			c := rawmqtt.DialTCP(t, s.TCPAddr())
+			if code := c.Connect(fmt.Sprintf("race-%d-%d", i, j), ""); code != 0 {
+				t.Fatalf("CONNACK code %d", code)
+			}
+			conns = append(conns, c.Conn)
+		}
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			wg.Go(func() { c.Close() })
+		}
+		closed := make(chan struct{})
+		go func() {
+			s.Close()
+			close(closed)
+		}()
+		wg.Wait()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("round %d: Close still running after 10 s:\n%s", i, buf)
+		}
+	}
 }

@@ -12,7 +12,9 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Kind is the transport a Listener speaks on top of its net.Listener.
@@ -65,6 +67,10 @@ type Listener struct {
 	ln   net.Listener
 	kind Kind
 	log  *slog.Logger
+
+	// server, when set, is the mochi server l serves: Close then
+	// disconnects its clients itself (see Close).
+	server *mqtt.Server
 
 	mu     sync.Mutex
 	closed bool
@@ -211,8 +217,10 @@ func (l *Listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 	l.log.Debug("broker: connection closed", "listener", l.id, "remote", remote, "error", err)
 }
 
-// Close stops accepting, lets mochi close its clients, then closes every
-// remaining connection (for example one that has not sent CONNECT yet).
+// Close stops accepting, disconnects the mochi clients of this listener
+// (itself when it knows the server, see disconnectClients, or else with
+// closeClients), then closes every remaining connection (for example one
+// that has not sent CONNECT yet).
 func (l *Listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
@@ -223,9 +231,27 @@ func (l *Listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 
 	l.ln.Close()
-	closeClients(l.id)
+	if l.server != nil {
+		l.disconnectClients()
+	} else {
+		closeClients(l.id)
+	}
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// disconnectClients does what mochi's CloseFn does (DISCONNECT with
+// reason code 0x8B, server shutting down, to MQTT 5 clients, then the
+// connection closed) without its Clients.GetByListener, which takes the
+// client map's read lock twice (through Len) and so deadlocks when a
+// disconnecting client's removal is waiting for the write lock in between
+// (mochi v2.7.9). GetAll takes the lock once.
+func (l *Listener) disconnectClients() {
+	for _, cl := range l.server.Clients.GetAll() {
+		if cl.Net.Listener == l.id && !cl.Closed() {
+			_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
 	}
 }
 

@@ -1,28 +1,25 @@
 package hubsim
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/devicemq/mqtt/internal/rawmqtt"
 	"github.com/devicemq/mqtt/internal/testcerts"
 	"github.com/devicemq/mqtt/tencent"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
-// These tests speak MQTT 3.1.1 with the tiny codec below, not with the
+// These tests speak MQTT 3.1.1 in raw bytes with rawmqtt, not with the
 // project's client, so that they test the simulator alone.
 
 // hubNow is the simulator's clock in the tests: far from the real time, so
@@ -65,338 +62,19 @@ func sign(t *testing.T, d tencent.DeviceInfo, o *tencent.SignOptions) tencent.Cr
 	return c
 }
 
-// ---- a tiny MQTT 3.1.1 codec ----
-
-const (
-	typeConnect    = 1
-	typeConnack    = 2
-	typePublish    = 3
-	typePuback     = 4
-	typeSubscribe  = 8
-	typeSuback     = 9
-	typeDisconnect = 14
-)
-
-func appendString(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-func appendRemaining(b []byte, n int) []byte {
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-func packet(first byte, body []byte) []byte {
-	return append(appendRemaining([]byte{first}, len(body)), body...)
-}
-
-type connectOpts struct {
-	clientID string
-	username string // sent if non-empty
-	password []byte // sent if non-nil
-	mqtt31   bool   // protocol name "MQIsdp", level 3
-}
-
-func connectPacket(o connectOpts) []byte {
-	var body []byte
-	if o.mqtt31 {
-		body = appendString(body, "MQIsdp")
-		body = append(body, 3)
-	} else {
-		body = appendString(body, "MQTT")
-		body = append(body, 4)
-	}
-	flags := byte(0x02) // clean session
-	if o.username != "" {
-		flags |= 0x80
-	}
-	if o.password != nil {
-		flags |= 0x40
-	}
-	body = append(body, flags, 0, 0) // keep alive 0: no timeout
-	body = appendString(body, o.clientID)
-	if o.username != "" {
-		body = appendString(body, o.username)
-	}
-	if o.password != nil {
-		body = appendString(body, string(o.password))
-	}
-	return packet(typeConnect<<4, body)
-}
-
 func credConnect(c tencent.Credentials) []byte {
-	return connectPacket(connectOpts{clientID: c.ClientID, username: c.Username, password: c.Password})
+	return rawmqtt.Connect(rawmqtt.ConnectOpts{ClientID: c.ClientID, Username: c.Username, Password: c.Password})
 }
 
-func subscribePacket(id uint16, filter string, qos byte) []byte {
-	body := binary.BigEndian.AppendUint16(nil, id)
-	body = appendString(body, filter)
-	return packet(typeSubscribe<<4|0x02, append(body, qos))
-}
-
-func publishPacket(topic string, payload string, qos byte, id uint16, retain bool) []byte {
-	first := byte(typePublish<<4) | qos<<1
-	if retain {
-		first |= 1
+// connack sends connect and returns the CONNACK return code. The session
+// present flag must be 0: every CONNECT here asks for a clean session.
+func connack(c *rawmqtt.Client, connect []byte) byte {
+	c.T.Helper()
+	flags, code := c.Connack(connect)
+	if flags != 0 {
+		c.T.Errorf("CONNACK session present flag %#x, want 0", flags)
 	}
-	body := appendString(nil, topic)
-	if qos > 0 {
-		body = binary.BigEndian.AppendUint16(body, id)
-	}
-	return packet(first, append(body, payload...))
-}
-
-func pubackPacket(id uint16) []byte {
-	return packet(typePuback<<4, binary.BigEndian.AppendUint16(nil, id))
-}
-
-type rawPacket struct {
-	typ   byte
-	flags byte
-	body  []byte
-}
-
-func (p rawPacket) String() string {
-	return fmt.Sprintf("type %d flags %#x body % x", p.typ, p.flags, p.body)
-}
-
-type publishMsg struct {
-	topic   string
-	payload string
-	qos     byte
-	id      uint16
-}
-
-func (p rawPacket) publish(t *testing.T) publishMsg {
-	t.Helper()
-	if p.typ != typePublish || len(p.body) < 2 {
-		t.Fatalf("want PUBLISH, got %v", p)
-	}
-	n := int(binary.BigEndian.Uint16(p.body))
-	m := publishMsg{topic: string(p.body[2 : 2+n]), qos: p.flags >> 1 & 3}
-	rest := p.body[2+n:]
-	if m.qos > 0 {
-		m.id = binary.BigEndian.Uint16(rest)
-		rest = rest[2:]
-	}
-	m.payload = string(rest)
-	return m
-}
-
-func readPacket(r io.Reader) (rawPacket, error) {
-	var b [1]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return rawPacket{}, err
-	}
-	p := rawPacket{typ: b[0] >> 4, flags: b[0] & 0x0f}
-	n, mul := 0, 1
-	for i := 0; ; i++ {
-		var d [1]byte
-		if _, err := io.ReadFull(r, d[:]); err != nil {
-			return rawPacket{}, err
-		}
-		n += int(d[0]&0x7f) * mul
-		mul *= 128
-		if d[0]&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return rawPacket{}, errors.New("bad remaining length")
-		}
-	}
-	p.body = make([]byte, n)
-	_, err := io.ReadFull(r, p.body)
-	return p, err
-}
-
-// rawClient is one MQTT connection driven step by step by a test.
-type rawClient struct {
-	t    *testing.T
-	conn net.Conn
-	r    io.Reader
-	w    func([]byte) error
-}
-
-func dialTCP(t *testing.T, h *Hub) *rawClient {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", h.TCPAddr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawClient{
-		t:    t,
-		conn: conn,
-		r:    bufio.NewReader(conn),
-		w:    func(b []byte) error { _, err := conn.Write(b); return err },
-	}
-}
-
-func dialTLS(t *testing.T, addr string, pool *x509.CertPool) *rawClient {
-	t.Helper()
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: pool}}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("tls dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawClient{
-		t:    t,
-		conn: conn,
-		r:    bufio.NewReader(conn),
-		w:    func(b []byte) error { _, err := conn.Write(b); return err },
-	}
-}
-
-// dialWS connects over WebSocket with gobwas/ws. Each write is one binary
-// message; reads see the binary messages as one byte stream.
-func dialWS(t *testing.T, url string) *rawClient {
-	t.Helper()
-	return dialWSS(t, url, nil)
-}
-
-// dialWSS is dialWS for ws:// or wss:// URLs, trusting the CAs in pool
-// (the system's if nil).
-func dialWSS(t *testing.T, url string, pool *x509.CertPool) *rawClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d := ws.Dialer{Protocols: []string{"mqtt"}}
-	if pool != nil {
-		d.TLSConfig = &tls.Config{RootCAs: pool}
-	}
-	conn, br, hs, err := d.Dial(ctx, url)
-	if err != nil {
-		t.Fatalf("websocket dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if hs.Protocol != "mqtt" {
-		t.Fatalf("subprotocol %q, want mqtt", hs.Protocol)
-	}
-	src := io.Reader(conn)
-	if br != nil {
-		src = br
-	}
-	return &rawClient{
-		t:    t,
-		conn: conn,
-		r: &wsStream{rw: struct {
-			io.Reader
-			io.Writer
-		}{src, conn}},
-		w: func(b []byte) error { return wsutil.WriteClientBinary(conn, b) },
-	}
-}
-
-// wsStream concatenates the payloads of binary messages from the server.
-type wsStream struct {
-	rw  io.ReadWriter
-	buf []byte
-}
-
-func (s *wsStream) Read(p []byte) (int, error) {
-	for len(s.buf) == 0 {
-		data, op, err := wsutil.ReadServerData(s.rw)
-		if err != nil {
-			return 0, err
-		}
-		if op != ws.OpBinary {
-			return 0, fmt.Errorf("server sent opcode %v", op)
-		}
-		s.buf = data
-	}
-	n := copy(p, s.buf)
-	s.buf = s.buf[n:]
-	return n, nil
-}
-
-func (c *rawClient) send(b []byte) {
-	c.t.Helper()
-	if err := c.w(b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *rawClient) read() rawPacket {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := readPacket(c.r)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return p
-}
-
-func (c *rawClient) expect(typ byte) rawPacket {
-	c.t.Helper()
-	p := c.read()
-	if p.typ != typ {
-		c.t.Fatalf("got %v, want packet type %d", p, typ)
-	}
-	return p
-}
-
-// connack sends CONNECT and returns the CONNACK return code.
-func (c *rawClient) connack(connect []byte) byte {
-	c.t.Helper()
-	c.send(connect)
-	p := c.expect(typeConnack)
-	if len(p.body) != 2 {
-		c.t.Fatalf("CONNACK body % x, want 2 bytes", p.body)
-	}
-	if p.body[0] != 0 {
-		c.t.Errorf("CONNACK session present flag %#x, want 0", p.body[0])
-	}
-	return p.body[1]
-}
-
-// expectClosed checks the server closes the connection without sending
-// anything (in particular no DISCONNECT, which 3.1.1 servers must not send).
-func (c *rawClient) expectClosed() {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := readPacket(c.r)
-	if err == nil {
-		c.t.Fatalf("got %v, want the connection closed", p)
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatalf("connection still open: %v", err)
-	}
-}
-
-// expectSilence checks nothing arrives for a short while.
-func (c *rawClient) expectSilence(d time.Duration) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(d))
-	p, err := readPacket(c.r)
-	if err == nil {
-		c.t.Fatalf("got %v, want nothing", p)
-	}
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		c.t.Fatalf("read: %v, want a timeout", err)
-	}
-}
-
-func (c *rawClient) subscribe(id uint16, filter string, qos byte) byte {
-	c.t.Helper()
-	c.send(subscribePacket(id, filter, qos))
-	p := c.expect(typeSuback)
-	if len(p.body) != 3 || binary.BigEndian.Uint16(p.body) != id {
-		c.t.Fatalf("SUBACK body % x, want id %d and one code", p.body, id)
-	}
-	return p.body[2]
+	return code
 }
 
 // ---- tests ----
@@ -404,8 +82,8 @@ func (c *rawClient) subscribe(id uint16, filter string, qos byte) byte {
 func TestConnectAccepted(t *testing.T) {
 	h := startHub(t)
 	for _, method := range []tencent.SignMethod{tencent.HMACSHA256, tencent.HMACSHA1} {
-		c := dialTCP(t, h)
-		if code := c.connack(credConnect(sign(t, testDevice(), &tencent.SignOptions{Method: method}))); code != 0 {
+		c := rawmqtt.DialTCP(t, h.TCPAddr())
+		if code := connack(c, credConnect(sign(t, testDevice(), &tencent.SignOptions{Method: method}))); code != 0 {
 			t.Fatalf("%v: CONNACK code %d, want 0", method, code)
 		}
 	}
@@ -417,9 +95,9 @@ func TestConnectAccepted(t *testing.T) {
 	}
 
 	// MQTT 3.1 (as the Python SDK sends) and the C SDK's appid.
-	c := dialTCP(t, h)
+	c := rawmqtt.DialTCP(t, h.TCPAddr())
 	cr := sign(t, testDevice(), &tencent.SignOptions{AppID: tencent.EmbeddedSDKAppID, Method: tencent.HMACSHA1})
-	if code := c.connack(connectPacket(connectOpts{clientID: cr.ClientID, username: cr.Username, password: cr.Password, mqtt31: true})); code != 0 {
+	if code := connack(c, rawmqtt.Connect(rawmqtt.ConnectOpts{ClientID: cr.ClientID, Username: cr.Username, Password: cr.Password, Version: 3})); code != 0 {
 		t.Fatalf("MQTT 3.1: CONNACK code %d, want 0", code)
 	}
 	if s := h.Stats(); s.Accepted != 3 || s.Refused != 0 {
@@ -453,21 +131,21 @@ func TestConnectRefused(t *testing.T) {
 		{"other device's credentials", credConnect(sign(t, otherDevice, nil))},
 		{"other device's user name with this client id", credConnect(tamper(sign(t, otherDevice, nil), func(c *tencent.Credentials) { c.ClientID = good.ClientID }))},
 		{"tampered user name", credConnect(tamper(good, func(c *tencent.Credentials) { c.Username = strings.Replace(c.Username, ";12010126;", ";21010406;", 1) }))},
-		{"no password", connectPacket(connectOpts{clientID: good.ClientID, username: good.Username})},
-		{"no user name or password", connectPacket(connectOpts{clientID: good.ClientID})},
+		{"no password", rawmqtt.Connect(rawmqtt.ConnectOpts{ClientID: good.ClientID, Username: good.Username})},
+		{"no user name or password", rawmqtt.Connect(rawmqtt.ConnectOpts{ClientID: good.ClientID})},
 		{"Base64 text as key", credConnect(tamper(good, func(c *tencent.Credentials) {
 			c.Password = []byte(strings.Repeat("0", 64) + ";hmacsha256")
 		}))},
-		{"MQTT 3.1, expired", connectPacket(connectOpts{clientID: expired.ClientID, username: expired.Username, password: expired.Password, mqtt31: true})},
+		{"MQTT 3.1, expired", rawmqtt.Connect(rawmqtt.ConnectOpts{ClientID: expired.ClientID, Username: expired.Username, Password: expired.Password, Version: 3})},
 		{"expired by a fraction of a second", credConnect(fraction)},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := dialTCP(t, h)
-			if code := c.connack(tt.connect); code != connackBadUsernameOrPassword {
+			c := rawmqtt.DialTCP(t, h.TCPAddr())
+			if code := connack(c, tt.connect); code != connackBadUsernameOrPassword {
 				t.Fatalf("CONNACK code %d, want %d (bad user name or password)", code, connackBadUsernameOrPassword)
 			}
-			c.expectClosed()
+			c.ExpectClosed()
 			if s := h.Stats(); s.Refused != int64(i+1) || s.Accepted != 0 {
 				t.Errorf("Stats = %+v, want %d refused", s, i+1)
 			}
@@ -482,27 +160,27 @@ func TestTimeService(t *testing.T) {
 
 	for _, subQoS := range []byte{0, 1} {
 		t.Run(fmt.Sprintf("subscription QoS %d", subQoS), func(t *testing.T) {
-			c := dialTCP(t, h)
-			if code := c.connack(credConnect(sign(t, dev, nil))); code != 0 {
+			c := rawmqtt.DialTCP(t, h.TCPAddr())
+			if code := connack(c, credConnect(sign(t, dev, nil))); code != 0 {
 				t.Fatalf("CONNACK code %d", code)
 			}
-			if got := c.subscribe(1, dev.OperationResultTopic(), subQoS); got != subQoS {
+			if got := c.Subscribe(1, dev.OperationResultTopic(), subQoS); got != subQoS {
 				t.Fatalf("SUBACK code %#x, want %d", got, subQoS)
 			}
 
 			checkReply := func(sentAt time.Time) {
 				t.Helper()
-				m := c.read().publish(t)
-				if m.topic != "$sys/operation/result/ABCDEFGHIJ/dev1" || m.payload != wantReply {
-					t.Fatalf("reply %q on %q, want %s on the result topic", m.payload, m.topic, wantReply)
+				m := c.ReadPublish()
+				if m.Topic != "$sys/operation/result/ABCDEFGHIJ/dev1" || m.Payload != wantReply {
+					t.Fatalf("reply %q on %q, want %s on the result topic", m.Payload, m.Topic, wantReply)
 				}
-				if m.qos != subQoS {
-					t.Errorf("reply QoS %d, want the subscription's %d", m.qos, subQoS)
+				if m.QoS != subQoS {
+					t.Errorf("reply QoS %d, want the subscription's %d", m.QoS, subQoS)
 				}
-				if m.qos == 1 {
-					c.send(pubackPacket(m.id))
+				if m.QoS == 1 {
+					c.Send(rawmqtt.Puback(m.ID))
 				}
-				got, err := tencent.ParseTimeReply([]byte(m.payload), sentAt, sentAt)
+				got, err := tencent.ParseTimeReply([]byte(m.Payload), sentAt, sentAt)
 				if err != nil || !got.Equal(hubNow) {
 					t.Errorf("ParseTimeReply = %v, %v; want %v", got, err, hubNow)
 				}
@@ -510,23 +188,23 @@ func TestTimeService(t *testing.T) {
 
 			// QoS 0 request.
 			before := h.Stats().TimeRequests
-			c.send(publishPacket(dev.OperationTopic(), tencent.TimeRequestPayload, 0, 0, false))
+			c.Send(rawmqtt.Publish(dev.OperationTopic(), tencent.TimeRequestPayload, 0, 0, false))
 			checkReply(time.Now())
 
 			// QoS 1 request: PUBACK first, then the reply.
-			c.send(publishPacket(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 77, false))
-			ack := c.expect(typePuback)
-			if !bytes.Equal(ack.body, []byte{0, 77}) {
-				t.Fatalf("PUBACK body % x, want 00 4d", ack.body)
+			c.Send(rawmqtt.Publish(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 77, false))
+			ack := c.Expect(rawmqtt.TypePuback)
+			if !bytes.Equal(ack.Body, []byte{0, 77}) {
+				t.Fatalf("PUBACK body % x, want 00 4d", ack.Body)
 			}
 			checkReply(time.Now())
 
 			// Something else on the operation topic is acknowledged and
 			// ignored; the request is never forwarded to subscribers.
-			c.send(publishPacket(dev.OperationTopic(), `{"type":"ssh","switch":1}`, 1, 78, false))
-			c.expect(typePuback)
-			c.send(publishPacket(dev.OperationTopic(), `not json`, 0, 0, false))
-			c.expectSilence(200 * time.Millisecond)
+			c.Send(rawmqtt.Publish(dev.OperationTopic(), `{"type":"ssh","switch":1}`, 1, 78, false))
+			c.Expect(rawmqtt.TypePuback)
+			c.Send(rawmqtt.Publish(dev.OperationTopic(), `not json`, 0, 0, false))
+			c.ExpectSilence(200 * time.Millisecond)
 
 			if got := h.Stats().TimeRequests - before; got != 2 {
 				t.Errorf("Stats.TimeRequests grew by %d, want 2", got)
@@ -538,8 +216,8 @@ func TestTimeService(t *testing.T) {
 func TestTopicAuthorisation(t *testing.T) {
 	h := startHub(t)
 	dev := testDevice()
-	c := dialTCP(t, h)
-	if code := c.connack(credConnect(sign(t, dev, nil))); code != 0 {
+	c := rawmqtt.DialTCP(t, h.TCPAddr())
+	if code := connack(c, credConnect(sign(t, dev, nil))); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
 
@@ -559,53 +237,53 @@ func TestTopicAuthorisation(t *testing.T) {
 		{"$SYS/#", 0x80},
 	}
 	for i, s := range subs {
-		if got := c.subscribe(uint16(i+1), s.filter, 1); got != s.want {
+		if got := c.Subscribe(uint16(i+1), s.filter, 1); got != s.want {
 			t.Errorf("SUBSCRIBE %q: code %#x, want %#x", s.filter, got, s.want)
 		}
 	}
 
 	// Own custom topic: acknowledged and delivered back (the device
 	// subscribed to ABCDEFGHIJ/dev1/#). The retain flag is dropped.
-	c.send(publishPacket("ABCDEFGHIJ/dev1/data", "hello", 1, 5, true))
-	if ack := c.expect(typePuback); !bytes.Equal(ack.body, []byte{0, 5}) {
-		t.Fatalf("PUBACK % x", ack.body)
+	c.Send(rawmqtt.Publish("ABCDEFGHIJ/dev1/data", "hello", 1, 5, true))
+	if ack := c.Expect(rawmqtt.TypePuback); !bytes.Equal(ack.Body, []byte{0, 5}) {
+		t.Fatalf("PUBACK % x", ack.Body)
 	}
 	// It matches three of the subscriptions above but is delivered once:
 	// the next message read must be the one below.
-	m := c.read().publish(t)
-	if m.topic != "ABCDEFGHIJ/dev1/data" || m.payload != "hello" || m.qos != 1 {
+	m := c.ReadPublish()
+	if m.Topic != "ABCDEFGHIJ/dev1/data" || m.Payload != "hello" || m.QoS != 1 {
 		t.Fatalf("got %+v", m)
 	}
-	c.send(pubackPacket(m.id))
+	c.Send(rawmqtt.Puback(m.ID))
 
 	// The platform pushes a message to the device.
 	if err := h.Publish("ABCDEFGHIJ/dev1/control", []byte("on"), 1); err != nil {
 		t.Fatal(err)
 	}
-	m = c.read().publish(t)
-	if m.topic != "ABCDEFGHIJ/dev1/control" || m.payload != "on" || m.qos != 1 {
+	m = c.ReadPublish()
+	if m.Topic != "ABCDEFGHIJ/dev1/control" || m.Payload != "on" || m.QoS != 1 {
 		t.Fatalf("got %+v", m)
 	}
-	c.send(pubackPacket(m.id))
+	c.Send(rawmqtt.Puback(m.ID))
 
 	// Nothing was retained.
-	c2 := dialTCP(t, h) // takes over the session: c is closed, without DISCONNECT
-	if code := c2.connack(credConnect(sign(t, dev, nil))); code != 0 {
+	c2 := rawmqtt.DialTCP(t, h.TCPAddr()) // takes over the session: c is closed, without DISCONNECT
+	if code := connack(c2, credConnect(sign(t, dev, nil))); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	c.expectClosed()
-	c2.subscribe(1, "ABCDEFGHIJ/dev1/#", 1)
-	c2.expectSilence(200 * time.Millisecond)
+	c.ExpectClosed()
+	c2.Subscribe(1, "ABCDEFGHIJ/dev1/#", 1)
+	c2.ExpectSilence(200 * time.Millisecond)
 
 	// Denied QoS 0 publishes are dropped silently.
-	c2.send(publishPacket("ABCDEFGHIJ/dev2/data", "x", 0, 0, false))
-	c2.send(publishPacket("$sys/operation/ABCDEFGHIJ/dev2", tencent.TimeRequestPayload, 0, 0, false))
-	c2.send(publishPacket("hubsim/x/$sys/operation/ABCDEFGHIJ/dev1", tencent.TimeRequestPayload, 0, 0, false))
-	c2.expectSilence(200 * time.Millisecond)
+	c2.Send(rawmqtt.Publish("ABCDEFGHIJ/dev2/data", "x", 0, 0, false))
+	c2.Send(rawmqtt.Publish("$sys/operation/ABCDEFGHIJ/dev2", tencent.TimeRequestPayload, 0, 0, false))
+	c2.Send(rawmqtt.Publish("hubsim/x/$sys/operation/ABCDEFGHIJ/dev1", tencent.TimeRequestPayload, 0, 0, false))
+	c2.ExpectSilence(200 * time.Millisecond)
 
 	// A denied QoS 1 publish ends the connection (no DISCONNECT packet).
-	c2.send(publishPacket("$SYS/operation/ABCDEFGHIJ/dev1", tencent.TimeRequestPayload, 1, 9, false))
-	c2.expectClosed()
+	c2.Send(rawmqtt.Publish("$SYS/operation/ABCDEFGHIJ/dev1", tencent.TimeRequestPayload, 1, 9, false))
+	c2.ExpectClosed()
 }
 
 func TestWebSocket(t *testing.T) {
@@ -616,15 +294,15 @@ func TestWebSocket(t *testing.T) {
 	}
 
 	t.Run("connect and time request", func(t *testing.T) {
-		c := dialWS(t, h.WebSocketURL())
-		if code := c.connack(credConnect(sign(t, dev, nil))); code != 0 {
+		c := rawmqtt.DialWS(t, h.WebSocketURL(), nil)
+		if code := connack(c, credConnect(sign(t, dev, nil))); code != 0 {
 			t.Fatalf("CONNACK code %d, want 0", code)
 		}
-		c.subscribe(1, dev.OperationResultTopic(), 0)
-		c.send(publishPacket(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 3, false))
-		c.expect(typePuback)
-		m := c.read().publish(t)
-		if m.topic != dev.OperationResultTopic() || !strings.Contains(m.payload, `"time":1500000000`) {
+		c.Subscribe(1, dev.OperationResultTopic(), 0)
+		c.Send(rawmqtt.Publish(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 3, false))
+		c.Expect(rawmqtt.TypePuback)
+		m := c.ReadPublish()
+		if m.Topic != dev.OperationResultTopic() || !strings.Contains(m.Payload, `"time":1500000000`) {
 			t.Fatalf("got %+v", m)
 		}
 	})
@@ -656,32 +334,31 @@ func TestWebSocket(t *testing.T) {
 
 	t.Run("path / and bad password", func(t *testing.T) {
 		url := strings.TrimSuffix(h.WebSocketURL(), "/mqtt") + "/"
-		c := dialWS(t, url)
+		c := rawmqtt.DialWS(t, url, nil)
 		other := dev
 		other.DeviceSecret = "b3RoZXJzZWNyZXQxMjM0NTY="
-		if code := c.connack(credConnect(sign(t, other, nil))); code != connackBadUsernameOrPassword {
+		if code := connack(c, credConnect(sign(t, other, nil))); code != connackBadUsernameOrPassword {
 			t.Fatalf("CONNACK code %d, want %d", code, connackBadUsernameOrPassword)
 		}
 	})
 
 	t.Run("CONNECT split over frames", func(t *testing.T) {
-		c := dialWS(t, h.WebSocketURL())
+		c := rawmqtt.DialWS(t, h.WebSocketURL(), nil)
 		p := credConnect(sign(t, dev, nil))
 		for _, part := range [][]byte{p[:1], p[1:10], p[10:]} {
-			c.send(part)
+			c.Send(part)
 		}
-		if p := c.expect(typeConnack); !bytes.Equal(p.body, []byte{0, 0}) {
-			t.Fatalf("CONNACK % x", p.body)
+		if p := c.Expect(rawmqtt.TypeConnack); !bytes.Equal(p.Body, []byte{0, 0}) {
+			t.Fatalf("CONNACK % x", p.Body)
 		}
 	})
 
 	t.Run("text frame closes", func(t *testing.T) {
-		c := dialWS(t, h.WebSocketURL())
-		if err := wsutil.WriteClientText(c.conn, credConnect(sign(t, dev, nil))); err != nil {
+		c := rawmqtt.DialWS(t, h.WebSocketURL(), nil)
+		if err := wsutil.WriteClientText(c.Conn, credConnect(sign(t, dev, nil))); err != nil {
 			t.Fatal(err)
 		}
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := readPacket(c.r)
+		_, err := c.ReadWithin(5 * time.Second)
 		var ce wsutil.ClosedError
 		if !errors.As(err, &ce) || ce.Code != ws.StatusUnsupportedData {
 			t.Fatalf("read after text frame: %v, want close 1003", err)
@@ -711,30 +388,30 @@ func TestTLS(t *testing.T) {
 
 	for _, tr := range []struct {
 		name string
-		dial func(t *testing.T) *rawClient
+		dial func(t *testing.T) *rawmqtt.Client
 	}{
-		{"tls", func(t *testing.T) *rawClient { return dialTLS(t, h.TLSAddr(), pki.Pool) }},
-		{"wss", func(t *testing.T) *rawClient { return dialWSS(t, h.WSSURL(), pki.Pool) }},
+		{"tls", func(t *testing.T) *rawmqtt.Client { return rawmqtt.DialTLS(t, h.TLSAddr(), pki.Pool) }},
+		{"wss", func(t *testing.T) *rawmqtt.Client { return rawmqtt.DialWS(t, h.WSSURL(), pki.Pool) }},
 	} {
 		t.Run(tr.name, func(t *testing.T) {
 			c := tr.dial(t)
-			if code := c.connack(credConnect(sign(t, dev, nil))); code != 0 {
+			if code := connack(c, credConnect(sign(t, dev, nil))); code != 0 {
 				t.Fatalf("CONNACK code %d, want 0", code)
 			}
-			c.subscribe(1, dev.OperationResultTopic(), 1)
-			c.send(publishPacket(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 3, false))
-			c.expect(typePuback)
-			m := c.read().publish(t)
-			if m.topic != dev.OperationResultTopic() || !strings.Contains(m.payload, `"time":1500000000`) {
+			c.Subscribe(1, dev.OperationResultTopic(), 1)
+			c.Send(rawmqtt.Publish(dev.OperationTopic(), tencent.TimeRequestPayload, 1, 3, false))
+			c.Expect(rawmqtt.TypePuback)
+			m := c.ReadPublish()
+			if m.Topic != dev.OperationResultTopic() || !strings.Contains(m.Payload, `"time":1500000000`) {
 				t.Fatalf("got %+v", m)
 			}
-			c.send(pubackPacket(m.id))
+			c.Send(rawmqtt.Puback(m.ID))
 
 			bad := tr.dial(t)
-			if code := bad.connack(credConnect(sign(t, other, nil))); code != connackBadUsernameOrPassword {
+			if code := connack(bad, credConnect(sign(t, other, nil))); code != connackBadUsernameOrPassword {
 				t.Fatalf("CONNACK code %d with a wrong secret, want %d", code, connackBadUsernameOrPassword)
 			}
-			bad.expectClosed()
+			bad.ExpectClosed()
 		})
 	}
 	if s := h.Stats(); s.Accepted != 2 || s.Refused != 2 || s.TimeRequests != 2 {
@@ -771,12 +448,12 @@ func TestStartDefaults(t *testing.T) {
 	if d := h.Device(); d.ClientID() != "ABCDEFGHIJdev1" {
 		t.Errorf("Device() = %+v", d)
 	}
-	c := dialTCP(t, h)
+	c := rawmqtt.DialTCP(t, h.TCPAddr())
 	cr, err := func() (tencent.Credentials, error) { d := testDevice(); return d.Sign(nil) }()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := c.connack(credConnect(cr)); code != 0 {
+	if code := connack(c, credConnect(cr)); code != 0 {
 		t.Fatalf("CONNACK code %d, want 0", code)
 	}
 }
@@ -791,16 +468,16 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	dev := testDevice()
 	// An MQTT session over each transport, a refused one, one that never
 	// sends CONNECT, and a WebSocket that never completes its handshake.
-	tcp := dialTCP(t, h)
-	if code := tcp.connack(credConnect(sign(t, dev, nil))); code != 0 {
+	tcp := rawmqtt.DialTCP(t, h.TCPAddr())
+	if code := connack(tcp, credConnect(sign(t, dev, nil))); code != 0 {
 		t.Fatalf("CONNACK code %d", code)
 	}
-	tcp.subscribe(1, dev.OperationResultTopic(), 1)
-	wsc := dialWS(t, h.WebSocketURL())
-	if code := wsc.connack(credConnect(sign(t, dev, nil))); code != 0 { // takes over tcp's session
+	tcp.Subscribe(1, dev.OperationResultTopic(), 1)
+	wsc := rawmqtt.DialWS(t, h.WebSocketURL(), nil)
+	if code := connack(wsc, credConnect(sign(t, dev, nil))); code != 0 { // takes over tcp's session
 		t.Fatalf("CONNACK code %d", code)
 	}
-	idle := dialTCP(t, h)
+	idle := rawmqtt.DialTCP(t, h.TCPAddr())
 	halfWS, err := net.Dial("tcp", strings.TrimPrefix(strings.TrimSuffix(h.WebSocketURL(), "/mqtt"), "ws://"))
 	if err != nil {
 		t.Fatal(err)
@@ -819,10 +496,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Errorf("Publish after Close = %v, want net.ErrClosed", err)
 	}
 
-	tcp.expectClosed()
-	idle.expectClosed()
-	wsc.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if p, err := readPacket(wsc.r); err == nil {
+	tcp.ExpectClosed()
+	idle.ExpectClosed()
+	if p, err := wsc.ReadWithin(5 * time.Second); err == nil {
 		t.Errorf("WebSocket client got %v after Close, want the connection closed", p)
 	}
 	halfWS.SetReadDeadline(time.Now().Add(5 * time.Second))
