@@ -220,12 +220,12 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 }
 
 // checkConnect returns an error wrapping ErrInvalidOptions when c is not a
-// valid CONNECT or is larger than max bytes.
-func checkConnect(c *packet.Connect, max int) error {
+// valid CONNECT or is larger than limit bytes.
+func checkConnect(c *packet.Connect, limit int) error {
 	if _, err := c.AppendTo(nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	if n := c.Size(); n > max {
+	if n := c.Size(); n > limit {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, &packet.Error{Type: packet.CONNECT, Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
 	}
 	return nil
