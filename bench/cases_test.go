@@ -27,7 +27,7 @@ func publish(size int) *packet.Publish {
 
 var cases = []benchCase{
 	{"CONNECT", &packet.Connect{
-		CleanSession: true, KeepAlive: 240, ClientID: []byte("ABCDEFGHIJdev1"),
+		KeepAlive: 240, ClientID: []byte("ABCDEFGHIJdev1"),
 		UsernameFlag: true, Username: []byte("ABCDEFGHIJdev1;12010126;abcde;1700000000"),
 		PasswordFlag: true, Password: []byte("31c8fe00f2e0daa941ceeaa66cd2f728e43fa5486f86812b433b0d53ee493b0e;hmacsha256"),
 	}},

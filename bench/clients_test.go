@@ -85,7 +85,6 @@ type devicemqClient struct{ c *client.Client }
 func dialDevicemq(ctx context.Context, addr, id string) (benchClient, error) {
 	c, err := client.Dial(ctx, netx.TCP(addr), &client.Options{
 		ClientID:     id,
-		CleanSession: true,
 		KeepAlive:    keepAlive,
 		MaxInflight:  window,
 	})
@@ -310,7 +309,7 @@ func dialRaw(ctx context.Context, addr, id string) (benchClient, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	connect := &packet.Connect{CleanSession: true, KeepAlive: uint16(keepAlive / time.Second), ClientID: []byte(id)}
+	connect := &packet.Connect{KeepAlive: uint16(keepAlive / time.Second), ClientID: []byte(id)}
 	b, err := connect.AppendTo(nil)
 	if err == nil {
 		_, err = c.Write(b)

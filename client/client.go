@@ -3,11 +3,8 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/devicemq/mqtt/netx"
 	"github.com/devicemq/mqtt/packet"
 )
 
@@ -29,17 +26,24 @@ type Message struct {
 	// Duplicate is the DUP flag of a received message: the server may have
 	// sent it before [MQTT-3.3.1-1]. It is ignored by Publish.
 	Duplicate bool
+	// Expires, when not zero, is when a QoS 1 or 2 message stops being
+	// worth sending: one that has not gone out (or must go out again
+	// after a reconnect) by then is dropped with ErrExpired (see
+	// Options.OnDrop), and Publish refuses one already past with
+	// ErrNotSent. It is kept in the Store. MQTT 3.1.1 carries no expiry:
+	// the server never sees it, and it is zero on received messages.
+	Expires time.Time
 }
 
 // A Handler processes received messages. Handlers run one at a time, on the
 // client's dispatcher goroutine, in the order the messages arrived; a QoS 1
 // or 2 message is acknowledged after its handler returns, so a crash in a
 // handler means redelivery, not loss. While a handler runs, later messages
-// wait in the inbox (Options.InboxSize); acknowledgements for the client's
-// own requests and keep alive are not held up.
+// wait in the inbox (Options.InboxSize and InboxBytes).
 //
 // A handler may call any method of the client, including Publish at QoS 1
-// or 2 (which waits for its acknowledgement) and Disconnect. A panic in a
+// or 2 (which waits for its acknowledgement; see Options.InboxSize for the
+// bound on what the client reads meanwhile) and Disconnect. A panic in a
 // handler is not recovered: like a panic in any goroutine, it ends the
 // program.
 type Handler func(m Message)
@@ -52,9 +56,12 @@ type Subscription struct {
 	Filter string
 	// QoS is the maximum QoS requested: 0, 1 or 2.
 	QoS byte
-	// Handler receives the messages whose topic matches Filter. With several
-	// matching subscriptions, each of their handlers runs, once. Nil sends
-	// matching messages to Options.DefaultHandler.
+	// Handler receives the messages whose topic matches Filter, from the
+	// moment the SUBSCRIBE is written (a server may send messages before
+	// its SUBACK, spec 3.8.4) until the UNSUBACK of an Unsubscribe, or the
+	// server's refusal of the filter. With several matching subscriptions,
+	// each of their handlers runs, once. Nil sends matching messages to
+	// Options.DefaultHandler.
 	Handler Handler
 }
 
@@ -63,14 +70,11 @@ type Subscription struct {
 // when Disconnect or Close is called or the connection fails; Done and Err
 // tell when and why.
 //
-// Its goroutines are the connection's reader and writer and the handler
-// dispatcher.
+// An idle Client runs one goroutine, the connection's reader; a writer and
+// a handler dispatcher run while there is something to write or to handle.
 type Client struct {
-	core *core
-	cn   *conn
-	done chan struct{} // closed when every goroutine has exited
-	left atomic.Int32
-	stop sync.Once
+	c  core
+	cn *conn
 }
 
 // Dial connects to an MQTT server through d: it opens the network
@@ -86,47 +90,37 @@ type Client struct {
 // time runs out; a *packet.Error for an answer that is not MQTT;
 // ErrProtocolViolation when the first packet is not CONNACK [MQTT-3.2.0-1].
 // On error the network connection is closed and no goroutine is left.
-func Dial(ctx context.Context, d netx.Dialer, opts *Options) (*Client, error) {
+func Dial(ctx context.Context, d Dialer, opts *Options) (*Client, error) {
 	if d == nil {
 		return nil, fmt.Errorf("%w: nil dialer", ErrInvalidOptions)
 	}
-	o, connect, err := opts.normalize()
+	cfg, connect, err := opts.normalize()
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCore(o, true)
+	cl := &Client{}
+	if err := cl.c.init(cfg, true); err != nil {
+		return nil, err
+	}
+	cn, err := dialConn(ctx, &cl.c, d, connect, cfg.dialTimeout(), nil)
 	if err != nil {
 		return nil, err
 	}
-	cn, err := dialConn(ctx, c, d, connect)
-	if err != nil {
-		return nil, err
+	cl.cn = cn
+	cl.c.stats.connections.Add(1)
+	if !cn.sessionPresent {
+		cl.c.forgetIn2()
 	}
-	cl := &Client{core: c, cn: cn, done: make(chan struct{})}
-	c.attach(cn, cn.sessionPresent)
-	cl.left.Store(2)
-	cn.onDone = func() {
-		c.close(cn.err)
-		c.inbox.end()
-		cl.exit()
-	}
+	cl.c.apply(cl.c.out.attach(cn, cn.sessionPresent, nil))
 	cn.start()
-	go func() {
-		c.dispatch()
-		cl.exit()
-	}()
+	cl.c.apply(cl.c.out.resumeAfterAttach(nil))
+	cn.flush()
 	return cl, nil
-}
-
-func (cl *Client) exit() {
-	if cl.left.Add(-1) == 0 {
-		close(cl.done)
-	}
 }
 
 // ClientID returns the client identifier sent in CONNECT, generated when
 // Options.ClientID was empty.
-func (cl *Client) ClientID() string { return cl.core.opts.ClientID }
+func (cl *Client) ClientID() string { return cl.c.cfg.clientID }
 
 // SessionPresent returns the session present flag of the CONNACK: true when
 // the server resumed a session stored under the client identifier
@@ -134,99 +128,125 @@ func (cl *Client) ClientID() string { return cl.core.opts.ClientID }
 func (cl *Client) SessionPresent() bool { return cl.cn.sessionPresent }
 
 // Done returns a channel that is closed when the connection has ended and
-// all of the client's goroutines have exited, a running handler included.
-func (cl *Client) Done() <-chan struct{} { return cl.done }
+// all of the client's goroutines are done, a running handler included.
+func (cl *Client) Done() <-chan struct{} { return cl.c.done.wait() }
 
 // Err returns nil while the connection is up, and afterwards why it ended:
 // ErrClosed after Disconnect or Close, otherwise the failure (an error
 // saying "connection lost", ErrPingTimeout, a *packet.Error,
 // ErrProtocolViolation).
 func (cl *Client) Err() error {
-	cl.core.mu.Lock()
-	defer cl.core.mu.Unlock()
-	return cl.core.err
+	cl.cn.wmu.Lock()
+	defer cl.cn.wmu.Unlock()
+	return cl.cn.err
+}
+
+// State returns StateConnected until the connection ends, then
+// StateClosed.
+func (cl *Client) State() State {
+	if cl.cn.isClosed() {
+		return StateClosed
+	}
+	return StateConnected
 }
 
 // Stats returns the client's counters.
-func (cl *Client) Stats() Stats { return cl.core.snapshot() }
+func (cl *Client) Stats() Stats { return cl.c.snapshot() }
 
 // Publish sends m. At QoS 0 it returns once m is queued for the writer; at
 // QoS 1 it waits for PUBACK, at QoS 2 for PUBCOMP (spec 4.3). A QoS 1 or 2
 // message is first accepted, waiting for room among the pending messages
-// (Options.MaxPending): it gets a packet identifier [MQTT-2.3.1-2] and goes
-// into the Store; then it is sent when the in-flight window
-// (Options.MaxInflight) has room.
+// (Options.MaxPending, MaxPendingBytes): it gets a packet identifier
+// [MQTT-2.3.1-2] and goes into the Store; then it is sent when the
+// in-flight window (Options.MaxInflight) has room.
 //
-// Errors that wrap ErrNotSent mean nothing was sent and a retry is safe:
-// ctx ending before the message was accepted, or the client closed (these
-// wrap ErrClosed too). Errors wrapping packet.ErrInvalid mean the message
-// breaks a rule (a topic name with wildcards [MQTT-3.3.2-2], empty
-// [MQTT-4.7.3-1] or not UTF-8, QoS 3), and errors wrapping
-// packet.ErrPacketTooLarge that the PUBLISH would be larger than
-// Options.MaxPacketSize: nothing was sent either. Once accepted: an error
-// wrapping ctx.Err() when ctx ends first (the message may still be
-// delivered, and its packet identifier stays in use until the server
-// acknowledges it); when the connection ends before the acknowledgement,
-// ErrConnectionLost if the message was written or is kept by a Store (the
-// outcome is unknown; a Store keeps it for the next client using it to
-// send again), or ErrNotSent if it was never written and no Store keeps
-// it: then it is the caller's again.
+// Errors say what became of the message:
+//   - ErrNotSent: nothing of it reached the server and the client keeps
+//     nothing of it; a retry is safe. So it is when ctx ends before the
+//     message was accepted, or after but before it was ever written (it is
+//     withdrawn, from the Store too), and when the client is closed (these
+//     wrap ErrClosed too) or its connection ends before the message was
+//     written and no Store keeps it.
+//   - ErrPending: the message stays accepted and the client goes on
+//     sending it: ctx ended after it was written (the error wraps ctx.Err()
+//     too), or the connection ended and a Store keeps it for the next
+//     client that uses it (the error wraps ErrConnectionLost too when it
+//     was written). Do not publish it again.
+//   - ErrConnectionLost alone: it was written, the connection ended before
+//     its acknowledgement, and no Store keeps it: the outcome is unknown.
+//   - ErrDropped (ErrExpired, ErrTooManyAttempts, ErrDiscarded): the client
+//     gave up on it (see Options.OnDrop).
+//   - packet.ErrInvalid: the message breaks a rule (a topic name with
+//     wildcards [MQTT-3.3.2-2], empty [MQTT-4.7.3-1] or not UTF-8, QoS 3);
+//     packet.ErrPacketTooLarge: the PUBLISH would be larger than
+//     Options.MaxPacketSize. Nothing was sent.
 //
 // Publish does not retain m.Payload after it returns. At QoS 0 with a warm
 // client it allocates nothing.
-func (cl *Client) Publish(ctx context.Context, m Message) error { return cl.core.publish(ctx, m) }
+func (cl *Client) Publish(ctx context.Context, m Message) error { return cl.c.publish(ctx, m, true) }
 
 // Subscribe sends one SUBSCRIBE with subs and waits for its SUBACK (spec 3.8,
 // 3.9). It returns the return codes, one per subscription in order: the
-// granted QoS, or packet.SubackFailure. The handlers of granted
-// subscriptions are installed before any later packet is read, so retained
-// messages sent right after the SUBACK reach them.
+// granted QoS, or packet.SubackFailure. The handlers are installed before
+// the SUBSCRIBE is written, so messages the server sends before its SUBACK
+// (retained messages, often) reach them; a filter the server refuses loses
+// its handler.
 //
 // Errors: an error wrapping packet.ErrInvalid, before anything is sent, for
 // no subscriptions or an invalid filter (spec 4.7) or QoS; an error wrapping
 // ErrSubscriptionFailed, together with the codes, when the server refused
-// some filters; otherwise as for Publish. When ctx ends after the SUBSCRIBE
-// was sent, the subscription may still take effect, handler included.
+// some filters; ErrNotSent when nothing was sent; ErrConnectionLost when
+// the connection ended before the SUBACK (the subscription may have been
+// made; the handlers stay installed). When ctx ends after the SUBSCRIBE was
+// sent, the subscription may still take effect, handler included.
 func (cl *Client) Subscribe(ctx context.Context, subs ...Subscription) ([]packet.SubackCode, error) {
-	return cl.core.subscribe(ctx, subs)
+	return cl.c.subscribe(ctx, subs)
 }
 
 // Unsubscribe sends one UNSUBSCRIBE with filters and waits for its UNSUBACK
 // (spec 3.10, 3.11). The filters' handlers are removed when the UNSUBACK
-// arrives; messages the server had already sent still reach them
-// [MQTT-3.10.4-3]. Errors are as for Subscribe.
+// arrives; messages read before it still reach them [MQTT-3.10.4-3], later
+// ones go to Options.DefaultHandler. Errors are as for Subscribe.
 func (cl *Client) Unsubscribe(ctx context.Context, filters ...string) error {
-	return cl.core.unsubscribe(ctx, filters)
+	return cl.c.unsubscribe(ctx, filters)
 }
+
+// Discard drops the pending QoS 1 and 2 messages (accepted, not yet
+// acknowledged) for which match returns true, and returns how many. Each is
+// reported to Options.OnDrop with ErrDiscarded, and a Publish waiting for
+// it returns that error. A QoS 2 message whose PUBREC came is the server's
+// and is not offered to match. A discarded message that was written may
+// still reach subscribers; its packet identifier stays taken until the
+// server acknowledges it or the connection ends. match runs with the
+// client's outbox locked: it must not call the client.
+func (cl *Client) Discard(match func(Message) bool) int { return cl.c.discard(match) }
 
 // Disconnect sends DISCONNECT after every packet already queued, closes the
 // network connection [MQTT-3.14.4-1] and waits for the reader and writer
 // goroutines to exit. Nothing is sent after DISCONNECT [MQTT-3.14.4-2], and
 // the server discards the will [MQTT-3.14.4-3]. Requests still waiting for
-// acknowledgements fail with ErrConnectionLost, except messages never
-// written and kept by no Store, which fail with ErrNotSent (see Publish).
-// Publish calls waiting for room (Options.MaxPending) or a packet
-// identifier return errors wrapping ErrNotSent and ErrClosed. Messages received and not
-// yet handled are dropped (the server re-sends unacknowledged QoS 1 and 2
-// messages of a persistent session), and no handler starts after Disconnect
-// returns; a handler already running may still be, so that handlers may
-// call Disconnect themselves. Done tells when it has returned.
+// acknowledgements end as Publish describes: ErrPending for messages a
+// Store keeps, ErrConnectionLost for others written, ErrNotSent (and
+// ErrClosed) for others never written and for calls waiting for room or a
+// packet identifier. Messages received and not yet handled are dropped (the
+// server re-sends unacknowledged QoS 1 and 2 messages of a persistent
+// session), and no handler starts after Disconnect returns; a handler
+// already running may still be, so that handlers may call Disconnect
+// themselves. Done tells when it has returned.
 //
 // When ctx ends first, the connection is closed at once and the error wraps
 // ctx.Err(). Disconnect is idempotent and safe to call concurrently with
 // anything, a connection loss included; after the connection has ended it
 // returns nil.
 func (cl *Client) Disconnect(ctx context.Context) error {
-	defer cl.stop.Do(cl.core.inbox.stop)
+	defer cl.c.in.stop()
 	cl.cn.disconnect()
-	select {
-	case <-cl.cn.done:
+	if cl.cn.waitDone(ctx.Done()) {
 		return nil
-	case <-ctx.Done():
-		cl.cn.shutdown(ErrClosed)
-		<-cl.cn.done // the connection is closed: the reader and writer end at once
-		return fmt.Errorf("mqtt: disconnect: %w", ctx.Err())
 	}
+	cl.cn.shutdown(ErrClosed)
+	cl.cn.waitDone(nil) // the connection is closed: the reader and writer end at once
+	return fmt.Errorf("mqtt: disconnect: %w", ctx.Err())
 }
 
 // Close disconnects like Disconnect, waiting at most one second for

@@ -25,23 +25,23 @@ func TestConnectWireForm(t *testing.T) {
 	}{
 		{
 			name: "BR-09 no credentials",
-			opts: &Options{ClientID: "c1", CleanSession: true, KeepAlive: 60 * time.Second},
+			opts: &Options{ClientID: "c1", KeepAlive: 60 * time.Second},
 			want: "10 0E 00 04 4D 51 54 54 04 02 00 3C 00 02 63 31",
 		},
 		{
 			name: "BR-20 will with empty message",
-			opts: &Options{ClientID: "c1", CleanSession: true, KeepAlive: 60 * time.Second,
+			opts: &Options{ClientID: "c1", KeepAlive: 60 * time.Second,
 				Will: &Will{Topic: "s/status", QoS: 1, Retain: true}},
 			want: "10 1A 00 04 4D 51 54 54 04 2E 00 3C 00 02 63 31 00 08 73 2F 73 74 61 74 75 73 00 00",
 		},
 		{
 			name: "keep alive rounded up to whole seconds",
-			opts: &Options{ClientID: "c1", CleanSession: true, KeepAlive: 1500 * time.Millisecond},
+			opts: &Options{ClientID: "c1", KeepAlive: 1500 * time.Millisecond},
 			want: "10 0E 00 04 4D 51 54 54 04 02 00 02 00 02 63 31",
 		},
 		{
 			name: "keep alive off",
-			opts: &Options{ClientID: "c1", CleanSession: true, KeepAlive: -1},
+			opts: &Options{ClientID: "c1", KeepAlive: -1},
 			want: "10 0E 00 04 4D 51 54 54 04 02 00 00 00 02 63 31",
 		},
 	} {
@@ -169,7 +169,7 @@ func TestConnackBad(t *testing.T) {
 			f := newFakeBroker(t)
 			errc := make(chan error, 1)
 			go func() {
-				_, err := Dial(ctxT(t, 5*time.Second), f.dialer(), &Options{ClientID: "c1", CleanSession: true})
+				_, err := Dial(ctxT(t, 5*time.Second), f.dialer(), &Options{ClientID: "c1"})
 				errc <- err
 			}()
 			p := f.accept()

@@ -6,98 +6,81 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/devicemq/mqtt/netx"
 	"github.com/devicemq/mqtt/packet"
 )
-
-// maxPending is the number of encoded bytes that may wait for the writer
-// before QoS 0 senders wait for it.
-const maxPending = 256 << 10
-
-// keepBuffer is the largest write buffer kept for reuse after a write, in
-// bytes; a larger one, left by a large message, is let go.
-const keepBuffer = 256 << 10
 
 // aLongTimeAgo is a deadline in the past, set to unblock I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// conn is one network connection of a client: its CONNECT/CONNACK
-// handshake, a reader goroutine that owns the decoder and hands packets to
-// the core, and a writer goroutine that owns every write, PINGREQ
-// included.
+// conn is one network connection of a client. Its reader goroutine owns
+// the decoder and the read deadline, on which it also runs keep alive; the
+// write side (writer.go) has a single writer at a time. An idle connection
+// runs the reader alone, blocked in a read into a few bytes of its own:
+// the decoder and its buffer come from a pool when bytes arrive and go back
+// when none are left.
 type conn struct {
-	core           *core
-	nc             net.Conn
-	dec            *packet.Decoder // owned by the reader after the handshake
-	log            *slog.Logger
-	epoch          time.Time // monotonic base of the nanotime stamps below
-	keepAlive      time.Duration
-	pingTimeout    time.Duration
+	c  *core
+	nc net.Conn
+
+	lastSent atomic.Int64 // nanotime of the last write
+	lastRecv atomic.Int64 // nanotime of the last packet read
+	pingSent atomic.Int64 // nanotime of the unanswered PINGREQ; noPing if none
+
+	dec *packet.Decoder // the reader's
+
+	// Guarded by wmu: the write side (see writer.go) and the connection's
+	// life.
+	wbuf    *[]byte   // encoded packets waiting for the network; nil when none
+	room    broadcast // room in the write buffer; the writer goroutine's end
+	ended   broadcast // the connection's end (closed), the reader's (done)
+	writeFn func()
+	err     error // why the connection ended; set when state becomes connClosed
+	wmu     sync.Mutex
+
+	wdeadline      int32   // the write deadline set, in whole seconds of nanotime; owned by whoever writes
+	first          [4]byte // what an idle read takes (the reader's): a PUBACK, PUBCOMP or PINGRESP whole
+	pfx, pfxEnd    uint8   // first[pfx:pfxEnd] is not yet given to the decoder
+	state          connState
+	writing        bool // a write is under way
+	writer         bool // the writer goroutine runs
+	wantRoom       bool // the outbox's window stopped for lack of room
+	done           bool // the reader and the writer have exited
 	sessionPresent bool
-
-	wmu      sync.Mutex    // guards the fields below; taken after core.mu, never before
-	wbuf     []byte        // encoded packets waiting for the writer
-	wflushed chan struct{} // closed after the writer's next write; nil if nobody waits
-	wclosing bool          // DISCONNECT is queued: nothing more is accepted [MQTT-3.14.4-2]
-	wdead    bool          // the connection has ended
-	writing  bool          // a write is under way, by the writer goroutine or a sender
-	spare    []byte        // the other buffer, for the next swap
-	deadline int64         // nanotime of the write deadline set on the connection; 0 if none; owned by whoever is writing
-	wake     chan struct{} // capacity 1: wakes the writer
-	lastSent atomic.Int64  // nanotime of the last write
-	lastRecv atomic.Int64  // nanotime of the last packet read
-	pingSent atomic.Int64  // nanotime of the unanswered PINGREQ; 0 if none
-
-	closing   chan struct{} // closed when the connection ends
-	done      chan struct{} // closed when the reader and the writer have exited
-	onDone    func()        // if not nil, run by the last of them, before done is closed
-	left      atomic.Int32  // of the reader and the writer, still running
-	closeOnce sync.Once
-	err       error // why it ended; set before closing is closed
 }
 
-// countingReader counts the bytes read from the network.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
-}
+// noPing is pingSent when no PINGREQ is unanswered.
+const noPing = math.MinInt64
 
-func (r countingReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.n.Add(uint64(n))
-	return n, err
-}
+// epoch is the base of the connections' nanotime stamps: a monotonic
+// reading (or, inside a testing/synctest bubble, the bubble's clock), so
+// that a stamp costs eight bytes.
+var epoch = time.Now()
 
 // dialConn opens a connection through d and runs the handshake within ctx
-// and ConnectTimeout. On error nothing is left open.
-func dialConn(ctx context.Context, c *core, d netx.Dialer, connect *packet.Connect) (*conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+// and ConnectTimeout, in cn (a new conn when nil). On error nothing is left
+// open.
+func dialConn(ctx context.Context, c *core, d Dialer, connect *packet.Connect, timeout time.Duration, cn *conn) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	nc, err := d.Dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: connect: dial: %w", err)
 	}
-	cn := &conn{
-		core:        c,
-		nc:          nc,
-		dec:         packet.NewDecoder(countingReader{nc, &c.stats.bytesReceived}, c.opts.MaxPacketSize),
-		log:         c.log,
-		epoch:       time.Now(),
-		pingTimeout: c.opts.PingTimeout,
-		wake:        make(chan struct{}, 1),
-		closing:     make(chan struct{}),
-		done:        make(chan struct{}),
+	if cn == nil {
+		cn = new(conn)
 	}
-	if c.opts.KeepAlive > 0 {
-		cn.keepAlive = time.Duration(connect.KeepAlive) * time.Second
-	}
+	cn.c, cn.nc = c, nc
+	cn.pingSent.Store(noPing)
+	cn.writeFn = cn.writeLoop
 	if err := cn.handshake(ctx, connect); err != nil {
 		nc.Close()
+		cn.releaseDecoder()
 		return nil, err
 	}
 	return cn, nil
@@ -123,8 +106,9 @@ func (cn *conn) handshake(ctx context.Context, connect *packet.Connect) error {
 		stop()
 		return fail("sending CONNECT", err)
 	}
-	cn.count(len(buf))
+	cn.countSent(len(buf))
 	cn.lastSent.Store(cn.nanotime())
+	cn.dec = getDecoder((*connReader)(cn), int(cn.c.cfg.maxPacket))
 	p, err := cn.dec.Next()
 	if !stop() {
 		// ctx ended: the deadline is set, whatever Next returned.
@@ -139,7 +123,7 @@ func (cn *conn) handshake(ctx context.Context, connect *packet.Connect) error {
 	case err != nil:
 		return fail("waiting for CONNACK", err)
 	}
-	cn.core.stats.packetsReceived.Add(1)
+	cn.c.stats.packetsReceived.Add(1)
 	cn.lastRecv.Store(cn.nanotime())
 	cn.logPacket("received", p)
 	ack, ok := p.(*packet.Connack)
@@ -153,378 +137,101 @@ func (cn *conn) handshake(ctx context.Context, connect *packet.Connect) error {
 		return violation("session present in answer to a clean session [MQTT-3.2.2-1]")
 	}
 	cn.sessionPresent = ack.SessionPresent
-	if err := cn.nc.SetDeadline(time.Time{}); err != nil {
-		return fail("clearing deadline", err)
-	}
+	cn.releaseIdleDecoder()
 	return nil
 }
 
-// start runs the reader and the writer.
-func (cn *conn) start() {
-	cn.left.Store(2)
-	go cn.readLoop()
-	go cn.writeLoop()
+// start runs the reader.
+func (cn *conn) start() { go cn.readLoop() }
+
+func (cn *conn) nanotime() int64 { return int64(time.Since(epoch)) }
+
+// at returns the time of nanotime stamp t.
+func at(t int64) time.Time { return epoch.Add(time.Duration(t)) }
+
+// countSent records one packet of n bytes sent.
+func (cn *conn) countSent(n int) {
+	cn.c.stats.packetsSent.Add(1)
+	cn.c.stats.bytesSent.Add(uint64(n))
 }
 
-func (cn *conn) nanotime() int64 { return int64(time.Since(cn.epoch)) }
+// connReader is the stream the decoder reads: first the bytes an idle read
+// took, then the network connection, counted.
+type connReader conn
 
-// count records one packet of n bytes sent.
-func (cn *conn) count(n int) {
-	cn.core.stats.packetsSent.Add(1)
-	cn.core.stats.bytesSent.Add(uint64(n))
-}
-
-// exit marks the reader or the writer as finished.
-func (cn *conn) exit() {
-	if cn.left.Add(-1) == 0 {
-		if cn.onDone != nil {
-			cn.onDone()
-		}
-		close(cn.done)
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.pfx < r.pfxEnd {
+		n := copy(p, r.first[r.pfx:r.pfxEnd])
+		r.pfx += uint8(n)
+		return n, nil
 	}
+	n, err := r.nc.Read(p)
+	r.c.stats.bytesReceived.Add(uint64(n))
+	return n, err
 }
 
-// shutdown ends the connection once, for cause, and tells the core.
-func (cn *conn) shutdown(cause error) {
-	cn.closeOnce.Do(func() {
-		cn.wmu.Lock()
-		cn.wdead = true
-		flushed := cn.wflushed
-		cn.wflushed = nil
-		cn.wmu.Unlock()
-		cn.err = cause
-		close(cn.closing)
-		cn.nc.Close()
-		if flushed != nil {
-			close(flushed)
-		}
-		cn.core.detach(cn, cause)
-		if cause != ErrClosed {
-			cn.log.Warn("mqtt connection lost", slog.Any("error", cause))
-		} else {
-			cn.log.Debug("mqtt connection closed")
-		}
-	})
+// decoders holds the decoders of idle connections.
+var decoders = sync.Pool{New: func() any { return packet.NewDecoder(nil, 0) }}
+
+func getDecoder(r io.Reader, maxSize int) *packet.Decoder {
+	d := decoders.Get().(*packet.Decoder)
+	d.Reset(r)
+	d.SetMaxSize(maxSize)
+	return d
 }
 
-// disconnect queues DISCONNECT after everything queued; the writer closes
-// the connection once it is written. It reports false when the connection
-// was already closing.
-func (cn *conn) disconnect() bool {
-	cn.wmu.Lock()
-	defer cn.wmu.Unlock()
-	if cn.wclosing || cn.wdead {
-		return false
-	}
-	cn.wclosing = true
-	d := packet.Disconnect{}
-	cn.wbuf, _ = d.AppendTo(cn.wbuf)
-	cn.count(2)
-	cn.logPacket("sent", &d)
-	signal(cn.wake)
-	return true
-}
-
-// reserve locks wmu once the write buffer has room, or returns an error with
-// wmu unlocked: one wrapping ErrNotSent (and ErrClosed, or ctx.Err()).
-func (cn *conn) reserve(ctx context.Context) error {
-	cn.wmu.Lock()
-	for {
-		if cn.wdead || cn.wclosing {
-			cn.wmu.Unlock()
-			return errClosedNotSent
-		}
-		if len(cn.wbuf) < maxPending {
-			return nil
-		}
-		if cn.wflushed == nil {
-			cn.wflushed = make(chan struct{})
-		}
-		flushed := cn.wflushed
-		cn.wmu.Unlock()
-		select {
-		case <-flushed:
-		case <-cn.closing:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: waiting for the writer: %w", ErrNotSent, ctx.Err())
-		}
-		cn.wmu.Lock()
+// releaseIdleDecoder gives the decoder back to the pool when it holds no
+// bytes of a packet to come.
+func (cn *conn) releaseIdleDecoder() {
+	if cn.dec != nil && cn.dec.Buffered() == 0 && cn.pfx == cn.pfxEnd {
+		cn.releaseDecoder()
 	}
 }
 
-// send queues p for the writer, waiting for room.
-func (cn *conn) send(ctx context.Context, p packet.Packet) error {
-	if err := cn.reserve(ctx); err != nil {
-		return err
-	}
-	n := len(cn.wbuf)
-	var err error
-	cn.wbuf, err = p.AppendTo(cn.wbuf)
-	if err == nil {
-		cn.count(len(cn.wbuf) - n)
-		if cn.debug() {
-			cn.logPacket("sent", p)
-		}
-	}
-	if err != nil {
-		cn.wmu.Unlock()
-		return fmt.Errorf("mqtt: %v: %w", p.Type(), err)
-	}
-	cn.flushLocked()
-	return nil
-}
-
-// sendPublish is send for a QoS 0 PUBLISH, with static calls so that p does
-// not escape and a QoS 0 Publish allocates nothing.
-func (cn *conn) sendPublish(ctx context.Context, p *packet.Publish) error {
-	if err := cn.reserve(ctx); err != nil {
-		return err
-	}
-	n := len(cn.wbuf)
-	var err error
-	cn.wbuf, err = p.AppendTo(cn.wbuf)
-	if err == nil {
-		cn.count(len(cn.wbuf) - n)
-		if cn.debug() {
-			cp := *p
-			cn.logPacket("sent", &cp)
-		}
-	}
-	cn.wmu.Unlock()
-	if err != nil {
-		return fmt.Errorf("mqtt: publish %s: %w", quote(p.Topic), err)
-	}
-	// A QoS 0 message waits for no answer: the writer goroutine takes it,
-	// together with whatever else was queued meanwhile.
-	signal(cn.wake)
-	return nil
-}
-
-// appendPublish queues a QoS 1 or 2 PUBLISH without waiting: the in-flight
-// window bounds what it adds. It does not wake the writer: the caller
-// flushes or wakes it. It reports false when the connection is closing.
-// core.mu is held.
-func (cn *conn) appendPublish(p *packet.Publish) bool {
-	cn.wmu.Lock()
-	if cn.wdead || cn.wclosing {
-		cn.wmu.Unlock()
-		return false
-	}
-	n := len(cn.wbuf)
-	cn.wbuf, _ = p.AppendTo(cn.wbuf) // checked at acceptance
-	cn.count(len(cn.wbuf) - n)
-	if cn.debug() {
-		cp := *p
-		cn.logPacket("sent", &cp)
-	}
-	cn.wmu.Unlock()
-	return true
-}
-
-// sendAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP. Acknowledgements are
-// never held back by the pending-bytes bound, so the reader and the
-// dispatcher never wait for the writer. It sends nothing, and reports
-// false, once DISCONNECT is queued [MQTT-3.14.4-2] or the connection has
-// ended.
-func (cn *conn) sendAck(t packet.Type, id uint16) bool {
-	cn.wmu.Lock()
-	if cn.wdead || cn.wclosing {
-		cn.wmu.Unlock()
-		return false
-	}
-	switch t {
-	case packet.PUBACK:
-		a := packet.Puback{PacketID: id}
-		cn.wbuf, _ = a.AppendTo(cn.wbuf)
-	case packet.PUBREC:
-		a := packet.Pubrec{PacketID: id}
-		cn.wbuf, _ = a.AppendTo(cn.wbuf)
-	case packet.PUBREL:
-		a := packet.Pubrel{PacketID: id}
-		cn.wbuf, _ = a.AppendTo(cn.wbuf)
-	default:
-		a := packet.Pubcomp{PacketID: id}
-		cn.wbuf, _ = a.AppendTo(cn.wbuf)
-	}
-	cn.count(4)
-	if cn.debug() {
-		cn.logPacket("sent", newAck(t, id))
-	}
-	cn.wmu.Unlock()
-	signal(cn.wake)
-	return true
-}
-
-// newAck returns a new acknowledgement packet of type t, for the log.
-func newAck(t packet.Type, id uint16) packet.Packet {
-	switch t {
-	case packet.PUBACK:
-		return &packet.Puback{PacketID: id}
-	case packet.PUBREC:
-		return &packet.Pubrec{PacketID: id}
-	case packet.PUBREL:
-		return &packet.Pubrel{PacketID: id}
-	default:
-		return &packet.Pubcomp{PacketID: id}
+func (cn *conn) releaseDecoder() {
+	if cn.dec != nil {
+		cn.dec.Reset(nil)
+		decoders.Put(cn.dec)
+		cn.dec = nil
 	}
 }
 
-// writeLoop is the writer goroutine. Writes are serialised by the writing
-// flag: whoever sets it swaps the queued bytes out and writes them. A
-// sender whose packet finds no write under way writes it itself (see
-// flush), so a lone request goes out at once, without waking another
-// goroutine; packets queued while a write is under way go out together in
-// the next one, which the writer makes when woken. There is no timer. The
-// writer also runs keep alive.
-//
-// With keep alive on, a write that stays blocked for longer than the keep
-// alive interval plus PingTimeout fails on its deadline: a link that
-// accepts no bytes for that long is as dead as one that answers no PINGREQ.
-func (cn *conn) writeLoop() {
-	defer cn.exit()
-	timer := time.NewTimer(cn.keepAliveDelay())
-	defer timer.Stop()
-	for {
-		select {
-		case <-cn.wake:
-		case <-timer.C:
-		case <-cn.closing:
-			return
-		}
-		if err := cn.checkKeepAlive(); err != nil {
-			cn.shutdown(err)
-			return
-		}
-		cn.wmu.Lock()
-		if !cn.flushLocked() {
-			return
-		}
-		timer.Reset(cn.keepAliveDelay())
-	}
-}
-
-// flush writes what is queued on the calling goroutine, unless a write is
-// under way (whose writer sees the new bytes and wakes the writer
-// goroutine for them).
-func (cn *conn) flush() {
-	cn.wmu.Lock()
-	cn.flushLocked()
-}
-
-// flushLocked is flush with wmu held; it unlocks it. It reports false when
-// the connection has ended.
-func (cn *conn) flushLocked() bool {
-	if cn.writing || cn.wdead || len(cn.wbuf) == 0 && !cn.wclosing && cn.wflushed == nil {
-		dead := cn.wdead
-		cn.wmu.Unlock()
-		return !dead
-	}
-	cn.writing = true
-	out := cn.wbuf
-	cn.wbuf, cn.spare = cn.spare[:0], nil
-	flushed := cn.wflushed
-	cn.wflushed = nil
-	closing := cn.wclosing
-	cn.wmu.Unlock()
-
-	var err error
-	if len(out) > 0 {
-		if cn.keepAlive > 0 {
-			// Move the deadline only when half of its margin is used, to
-			// spare a system call per write.
-			now := cn.nanotime()
-			if limit := int64(cn.keepAlive + cn.pingTimeout); cn.deadline-now < limit/2 {
-				cn.deadline = now + limit
-				cn.nc.SetWriteDeadline(cn.epoch.Add(time.Duration(cn.deadline)))
+// next reads the next packet. Without a decoder (idle) it waits for bytes
+// in a read of its own few bytes, then takes a decoder for them.
+func (cn *conn) next() (packet.Packet, error) {
+	if cn.dec == nil {
+		n, err := cn.nc.Read(cn.first[:])
+		if n == 0 {
+			if err == nil {
+				err = io.ErrNoProgress
 			}
+			return nil, err
 		}
-		_, err = cn.nc.Write(out)
-		cn.lastSent.Store(cn.nanotime())
+		// An error that came with bytes comes again with the next read.
+		cn.c.stats.bytesReceived.Add(uint64(n))
+		cn.pfx, cn.pfxEnd = 0, uint8(n)
+		cn.dec = getDecoder((*connReader)(cn), int(cn.c.cfg.maxPacket))
 	}
-
-	cn.wmu.Lock()
-	cn.writing = false
-	if cap(out) <= keepBuffer {
-		cn.spare = out[:0]
-	}
-	more := len(cn.wbuf) > 0 || cn.wflushed != nil
-	cn.wmu.Unlock()
-	if flushed != nil {
-		close(flushed)
-	}
-	switch {
-	case err != nil:
-		cn.shutdown(fmt.Errorf("mqtt: connection lost: write: %w", err))
-		return false
-	case closing:
-		// DISCONNECT was in out: close the connection and send nothing
-		// more [MQTT-3.14.4-1], [MQTT-3.14.4-2].
-		cn.shutdown(ErrClosed)
-		return false
-	case more:
-		signal(cn.wake)
-	}
-	return true
+	return cn.dec.Next()
 }
 
-// checkKeepAlive queues a PINGREQ when nothing was sent, or nothing
-// received, for the keep alive interval [MQTT-3.1.2-23], and fails with
-// ErrPingTimeout when a PINGREQ has gone unanswered for PingTimeout. While a
-// PINGREQ is unanswered the reader reads on whatever the inbox holds, so
-// the PINGRESP is never stuck behind unhandled messages.
-func (cn *conn) checkKeepAlive() error {
-	if cn.keepAlive <= 0 {
-		return nil
-	}
-	now := cn.nanotime()
-	if sent := cn.pingSent.Load(); sent != 0 {
-		if now-sent >= int64(cn.pingTimeout) {
-			return ErrPingTimeout
-		}
-		return nil
-	}
-	if now-cn.lastSent.Load() >= int64(cn.keepAlive) || now-cn.lastRecv.Load() >= int64(cn.keepAlive) {
-		cn.wmu.Lock()
-		if !cn.wclosing && !cn.wdead {
-			p := packet.Pingreq{}
-			cn.wbuf, _ = p.AppendTo(cn.wbuf)
-			cn.count(2)
-			cn.pingSent.Store(now)
-			if cn.debug() {
-				cn.logPacket("sent", &packet.Pingreq{})
-			}
-		}
-		cn.wmu.Unlock()
-		signal(cn.core.inbox.room)
-	}
-	return nil
-}
-
-// keepAliveDelay returns how long the writer may sleep before the next keep
-// alive check.
-func (cn *conn) keepAliveDelay() time.Duration {
-	if cn.keepAlive <= 0 {
-		return time.Duration(1<<63 - 1)
-	}
-	now := cn.nanotime()
-	if sent := cn.pingSent.Load(); sent != 0 {
-		return max(time.Duration(sent+int64(cn.pingTimeout)-now), time.Millisecond)
-	}
-	last := min(cn.lastSent.Load(), cn.lastRecv.Load())
-	return max(time.Duration(last+int64(cn.keepAlive)-now), time.Millisecond)
-}
-
-// readLoop owns the decoder: it reads packets until the connection ends.
+// readLoop is the reader goroutine: it reads packets and hands them to the
+// core until the connection ends, and runs keep alive.
 func (cn *conn) readLoop() {
-	defer cn.exit()
+	defer cn.readerExit()
+	cn.armKeepAlive()
 	for {
-		p, err := cn.dec.Next()
+		p, err := cn.next()
 		if err != nil {
-			cn.wmu.Lock()
-			closing := cn.wclosing
-			cn.wmu.Unlock()
+			if isTimeout(err) && !cn.closing() {
+				if err := cn.keepAliveDue(); err != nil {
+					cn.shutdown(err)
+					return
+				}
+				continue
+			}
 			switch {
-			case closing:
+			case cn.closing():
 				// Disconnect is under way: the server closing its end
 				// after DISCONNECT is the expected end, not a loss.
 				err = ErrClosed
@@ -534,14 +241,189 @@ func (cn *conn) readLoop() {
 			cn.shutdown(err)
 			return
 		}
-		cn.core.stats.packetsReceived.Add(1)
+		cn.c.stats.packetsReceived.Add(1)
 		cn.lastRecv.Store(cn.nanotime())
-		if cn.debug() {
-			cn.logPacket("received", p)
-		}
-		if err := cn.core.handle(cn, p); err != nil {
+		cn.logPacket("received", p)
+		if err := cn.c.handle(cn, p); err != nil {
 			cn.shutdown(err)
 			return
+		}
+		cn.releaseIdleDecoder()
+	}
+}
+
+// readerExit ends the reader, after shutdown: it waits for the writer,
+// gives the buffers back, tells the owner and marks the connection done.
+func (cn *conn) readerExit() {
+	cn.releaseDecoder()
+	cn.wmu.Lock()
+	for cn.writer {
+		wake := cn.room.waitLocked()
+		cn.wmu.Unlock()
+		<-wake
+		cn.wmu.Lock()
+	}
+	if cn.wbuf != nil {
+		putBuffer(cn.wbuf)
+		cn.wbuf = nil
+	}
+	cn.wmu.Unlock()
+	cn.c.connDone(cn)
+	cn.wmu.Lock()
+	cn.done = true
+	cn.ended.notifyLocked()
+	cn.wmu.Unlock()
+}
+
+// waitDone waits until the connection is done (its reader and writer have
+// exited) and reports true, or until stop is closed and reports false; a
+// nil stop waits for done alone.
+func (cn *conn) waitDone(stop <-chan struct{}) bool {
+	for {
+		cn.wmu.Lock()
+		if cn.done {
+			cn.wmu.Unlock()
+			return true
+		}
+		wake := cn.ended.waitLocked() // also at the connection's end, before done
+		cn.wmu.Unlock()
+		select {
+		case <-wake:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+// waitClosed returns a channel that is closed once the connection has
+// ended (or, spuriously, when it is done).
+func (cn *conn) waitClosed() <-chan struct{} {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	if cn.state == connClosed {
+		return closedChan
+	}
+	return cn.ended.waitLocked()
+}
+
+// isClosed reports whether the connection has ended.
+func (cn *conn) isClosed() bool {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	return cn.state == connClosed
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// shutdown ends the connection once, for cause, and tells the core.
+func (cn *conn) shutdown(cause error) {
+	cn.wmu.Lock()
+	if cn.state == connClosed {
+		cn.wmu.Unlock()
+		return
+	}
+	cn.state = connClosed
+	cn.err = cause
+	cn.room.notifyLocked()
+	cn.ended.notifyLocked()
+	cn.wmu.Unlock()
+	cn.nc.Close()
+	cn.c.detached(cn, cause)
+	if cause != ErrClosed {
+		cn.c.cfg.log.Warn("mqtt connection lost", slog.Any("error", cause))
+	} else {
+		cn.c.cfg.log.Debug("mqtt connection closed")
+	}
+}
+
+// closing reports whether DISCONNECT is queued or the connection has
+// ended.
+func (cn *conn) closing() bool {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	return cn.state != connUp
+}
+
+// keepAliveDue runs when the read deadline passes: it queues a PINGREQ when
+// nothing was sent, or nothing received, for the keep alive interval
+// [MQTT-3.1.2-23], fails with ErrPingTimeout when a PINGREQ has gone
+// unanswered for PingTimeout [MQTT-3.1.2-24 is the server's side], and
+// moves the deadline to the next check.
+func (cn *conn) keepAliveDue() error {
+	now := cn.nanotime()
+	ka := int64(cn.c.cfg.keepAlive())
+	if sent := cn.pingSent.Load(); sent != noPing {
+		if now-sent >= int64(cn.c.cfg.pingTimeout()) {
+			return ErrPingTimeout
+		}
+	} else if now-cn.lastSent.Load() >= ka || now-cn.lastRecv.Load() >= ka {
+		cn.sendPing(now)
+	}
+	cn.armKeepAlive()
+	return nil
+}
+
+// armKeepAlive sets the read deadline to the next keep alive check. An
+// early deadline costs one check; the deadline is only moved when it
+// passes, so reading costs nothing for keep alive.
+func (cn *conn) armKeepAlive() {
+	ka := cn.c.cfg.keepAlive()
+	if ka <= 0 {
+		return
+	}
+	var next int64
+	if sent := cn.pingSent.Load(); sent != noPing {
+		next = sent + int64(cn.c.cfg.pingTimeout())
+	} else {
+		next = min(cn.lastSent.Load(), cn.lastRecv.Load()) + int64(ka)
+	}
+	cn.nc.SetReadDeadline(at(next))
+}
+
+// holdBack waits, on the reader goroutine, until wake is closed or the
+// connection ends: the reader stops reading while the inbox or the write
+// buffer is full. Keep alive goes on sending PINGREQ, but the wait for
+// PINGRESP is suspended, since nothing is read meanwhile; it starts again
+// when reading does.
+func (cn *conn) holdBack(wake <-chan struct{}) error {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+		if cn.pingSent.Load() != noPing {
+			cn.pingSent.Store(cn.nanotime())
+		}
+		cn.armKeepAlive()
+	}()
+	ka := cn.c.cfg.keepAlive()
+	closed := cn.waitClosed()
+	for {
+		var tick <-chan time.Time
+		if ka > 0 && cn.pingSent.Load() == noPing {
+			d := time.Duration(cn.lastSent.Load() + int64(ka) - cn.nanotime())
+			if t == nil {
+				t = time.NewTimer(d)
+			} else {
+				t.Reset(d)
+			}
+			tick = t.C
+		}
+		select {
+		case <-wake:
+			return nil
+		case <-closed:
+			if cn.isClosed() {
+				return errClosedNotSent
+			}
+			closed = cn.waitClosed()
+		case <-tick:
+			if now := cn.nanotime(); now-cn.lastSent.Load() >= int64(ka) {
+				cn.sendPing(now)
+			}
 		}
 	}
 }

@@ -4,85 +4,66 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/devicemq/mqtt/packet"
-	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 )
 
 // core is the client side of an MQTT session (spec 4.1), shared by Client
-// (one connection) and Session (connections one after another): packet
-// identifiers, outbound messages from acceptance to their last
-// acknowledgement, received QoS 2 identifiers, subscriptions and their
-// handlers, the inbox and its dispatcher. Network connections (conn) feed
-// it the packets they read and take from it the packets to write; tests
-// drive it packet by packet through handle.
+// (one connection) and Session (connections one after another). It owns
+// the parts and passes packets between them; each part keeps its own state
+// behind its own methods:
 //
-// Lock order: core.mu, then conn.wmu. The Store is called with core.mu
-// held, so that records reach it in the order their packets go out.
+//   - outbox (outbox.go, ids.go): packet identifiers, accepted messages in
+//     order, the in-flight window, the pending bounds;
+//   - router (router.go): subscriptions and their handlers;
+//   - inbox (inbox.go): received messages waiting for the dispatcher;
+//   - conn (conn.go, writer.go): one network connection, its reader, its
+//     writer and keep alive;
+//   - the Store, called only here, one call at a time (smu), never under
+//     another part's lock.
+//
+// Lock order: smu, then the outbox's lock, then a conn's write lock or the
+// inbox's lock. The router's lock is taken alone.
 type core struct {
-	opts    Options
-	log     *slog.Logger
-	store   Store
-	pending *semaphore.Weighted // accepted QoS 1/2 messages not yet completed, at most MaxPending
-	inbox   *inbox
-	stats   counters
+	cfg   config
+	out   outbox
+	rt    router
+	in    inbox
+	stats counters
 
-	mu       sync.Mutex
-	nextID   uint16              // last packet identifier handed out
-	nextSeq  uint64              // last sequence number handed out
-	reqs     map[uint16]*request // every request holding a packet identifier
-	queue    []*request          // accepted PUBLISHes in acceptance order, until completed [MQTT-4.6.0-1]
-	unsent   []*request          // those of queue not yet on the current connection, in order
-	onWire   int                 // PUBLISHes and PUBRELs written on the current connection and unacknowledged
-	in2      map[uint16]struct{} // received QoS 2 identifiers awaiting PUBREL [MQTT-4.3.3-2]
-	routes   []route             // granted subscriptions, in subscription order
-	conn     *conn               // the current connection, nil while there is none
-	connUp   chan struct{}       // closed when a connection is attached; nil if nobody waits
-	closed   bool                // the client was closed: no more requests
-	err      error               // why it ended, once closed
-	idFreed  chan struct{}       // closed when an identifier is freed; nil if nobody waits
-	lossFail bool                // Client: requests fail when the connection ends; Session: they wait for the next
+	smu sync.Mutex    // serialises Store calls; guards in2
+	in2 *[1024]uint64 // received QoS 2 identifiers awaiting PUBREL, a bit each [MQTT-4.3.3-2]; made on first use
 
-	quit    context.Context // done once closed is set: wakes Publish calls waiting for room (MaxPending)
-	quitNow context.CancelFunc
+	rare atomic.Pointer[rareState] // made the first time something rare happens
+
+	// The client's life: done fires once both the dispatcher and the
+	// connection (Client) or the supervisor (Session) are gone for good.
+	left atomic.Int32
+	done event
 }
 
-// request is a packet holding a packet identifier until its last
-// acknowledgement: a QoS 1 or 2 PUBLISH, a SUBSCRIBE or an UNSUBSCRIBE.
-type request struct {
-	id   uint16
-	kind packet.Type // PUBLISH, SUBSCRIBE or UNSUBSCRIBE
-
-	// PUBLISH
-	seq      uint64
-	qos      byte
-	retain   bool
-	topic    string
-	payload  []byte // a copy made at acceptance, never modified
-	onWire   bool   // written on the current connection, unacknowledged
-	sent     bool   // written on some connection: re-sent with DUP [MQTT-3.3.1-1]
-	released bool   // QoS 2: PUBREC received, PUBREL due [MQTT-4.3.3-1]
-
-	// SUBSCRIBE, UNSUBSCRIBE
-	subs    []Subscription
-	filters []string
-	codes   []packet.SubackCode
-	on      *conn // the connection it was written on
-
-	err      error
-	done     chan struct{} // closed, under core.mu, when err and codes are final
-	finished bool          // done is closed
+// quiet counts one of the two parts of the client's life as gone for good.
+func (c *core) quiet() {
+	if c.left.Add(-1) == 0 {
+		c.done.fire()
+	}
 }
 
-// finish closes r.done, once, with err. c.mu is held.
-func (r *request) finish(err error) {
-	if !r.finished {
-		r.finished, r.err = true, err
-		close(r.done)
+// connDone runs on cn's reader once cn's reader and writer are done. A
+// Client ends with its connection; a Session's supervisor watches its
+// connections itself.
+func (c *core) connDone(cn *conn) {
+	if c.out.lossFail {
+		c.close(cn.err)
+		c.end()
+		c.quiet()
 	}
 }
 
@@ -93,84 +74,492 @@ type counters struct {
 	connections                  atomic.Uint64
 }
 
+// rareState counts what a client meets seldom, and limits the log records
+// about it; a client that never meets any holds none.
+type rareState struct {
+	dropped, inboundDropped  atomic.Uint64
+	unrouted, unexpectedAcks atomic.Uint64
+	logsSuppressed           atomic.Uint64
+	log                      rate.Sometimes
+}
+
+// rareCounts returns the rare counters, made on first use.
+func (c *core) rareCounts() *rareState {
+	if r := c.rare.Load(); r != nil {
+		return r
+	}
+	c.rare.CompareAndSwap(nil, &rareState{log: rate.Sometimes{First: 10, Interval: time.Minute}})
+	return c.rare.Load()
+}
+
 // Stats are counters of a Client or Session. Packets and bytes count
 // whole control packets as encoded (over WebSocket, frame headers are not
-// counted); a PUBLISH sent is counted when queued for the writer.
+// counted); a packet sent is counted when queued for the writer.
 type Stats struct {
 	PacketsSent, PacketsReceived uint64
 	BytesSent, BytesReceived     uint64
 	// InFlight is the number of PUBLISHes and PUBRELs written on the
 	// current connection and not yet acknowledged (at most
 	// Options.MaxInflight); Pending, the QoS 1 and 2 messages accepted by
-	// Publish and not yet completed, InFlight included.
+	// Publish and not yet completed, InFlight included, and PendingBytes
+	// their topics' and payloads' bytes.
 	InFlight, Pending int
+	PendingBytes      int64
+	// Inbox is the number of received messages waiting for their
+	// handlers, and InboxBytes their bytes as Options.InboxBytes counts
+	// them.
+	Inbox      int
+	InboxBytes int64
 	// Connections is the number of connections made; Reconnects, the
 	// number after the first.
 	Connections, Reconnects uint64
+	// Dropped counts the QoS 1 and 2 messages dropped before their
+	// acknowledgement (see Options.OnDrop); InboundDropped, the received
+	// QoS 0 messages dropped because the inbox was full while a handler
+	// might be waiting for an acknowledgement (see Options.InboxSize);
+	// Unrouted, the received messages that no handler took (none matched
+	// and there is no DefaultHandler; they were acknowledged).
+	Dropped, InboundDropped, Unrouted uint64
+	// UnexpectedAcks counts acknowledgements for packet identifiers not in
+	// flight, which the client ignores; LogsSuppressed, the Warn records
+	// about the server's behaviour left out by the rate limit.
+	UnexpectedAcks, LogsSuppressed uint64
 }
 
-func newCore(o Options, lossFail bool) (*core, error) {
-	c := &core{
-		opts:     o,
-		log:      o.Logger,
-		store:    o.Store,
-		pending:  semaphore.NewWeighted(int64(o.MaxPending)),
-		inbox:    newInbox(o.InboxSize),
-		reqs:     make(map[uint16]*request),
-		in2:      make(map[uint16]struct{}),
-		lossFail: lossFail,
+// init sets c up, in the Client or Session that holds it, and loads the
+// Store.
+func (c *core) init(cfg config, lossFail bool) error {
+	c.cfg = cfg
+	c.left.Store(2)
+	c.out.lossFail = lossFail
+	if cfg.store == nil {
+		return nil
 	}
-	c.quit, c.quitNow = context.WithCancel(context.Background())
-	if c.store == nil {
-		// The core itself holds the session for as long as it lives; a
-		// Store is only needed to outlive it.
-		c.store = nopStore{}
-	}
-	out, in, err := c.store.Load()
+	out, in, err := cfg.store.Load()
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: loading the session store: %w", err)
+		return fmt.Errorf("mqtt: loading the session store: %w", err)
 	}
-	for _, m := range out {
-		// Stored messages are re-sent by the first connection; whether
-		// they were sent before is unknown, so they carry DUP.
-		r := &request{
-			id: m.PacketID, kind: packet.PUBLISH, seq: m.Seq, qos: m.QoS, retain: m.Retain,
-			topic: m.Topic, payload: m.Payload, sent: true, released: m.Released,
-			done: make(chan struct{}),
-		}
-		if r.id == 0 || c.reqs[r.id] != nil || (r.qos != 1 && r.qos != 2) {
-			return nil, fmt.Errorf("mqtt: session store: bad message %d (packet identifier %d, QoS %d)", m.Seq, m.PacketID, m.QoS)
-		}
-		if !c.pending.TryAcquire(1) {
-			return nil, fmt.Errorf("mqtt: session store holds more than MaxPending (%d) messages", o.MaxPending)
-		}
-		c.reqs[r.id] = r
-		c.queue = append(c.queue, r)
-		c.nextSeq = max(c.nextSeq, m.Seq)
-		c.nextID = max(c.nextID, m.PacketID)
+	if err := c.loadOutbound(out); err != nil {
+		return err
 	}
 	for _, id := range in {
-		c.in2[id] = struct{}{}
+		c.setIn2(id, true)
 	}
-	return c, nil
+	return nil
 }
 
-// stats returns the counters.
+// forgetIn2 forgets the received QoS 2 identifiers: a server that kept no
+// session will not release them [MQTT-3.1.2-6].
+func (c *core) forgetIn2() {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.in2 == nil {
+		return
+	}
+	for i, w := range c.in2 {
+		for w != 0 {
+			bit := uint16(bits.TrailingZeros64(w))
+			w &^= 1 << bit
+			if st := c.cfg.store; st != nil {
+				if err := st.DeleteInbound(uint16(i)<<6 | bit); err != nil {
+					c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
+				}
+			}
+		}
+	}
+	c.in2 = nil
+}
+
+// end marks that no message will be received any more; onQuiet runs once
+// the dispatcher is gone for good.
+func (c *core) end() {
+	if c.in.end() {
+		c.quiet()
+	}
+}
+
+// loadOutbound queues the stored messages. Stored messages are sent again
+// by the first connection; whether they were sent before is unknown, so
+// they carry DUP. Of two records under one packet identifier, the older is
+// a completed message whose deletion a crash cut off: its identifier was
+// given again only after its last acknowledgement.
+func (c *core) loadOutbound(out []StoredMessage) error {
+	byID := make(map[uint16]int, len(out))
+	keep := make([]bool, len(out))
+	for i, m := range out {
+		if m.PacketID == 0 || m.QoS != 1 && m.QoS != 2 {
+			return fmt.Errorf("mqtt: session store: bad message %d (packet identifier %d, QoS %d)", m.Seq, m.PacketID, m.QoS)
+		}
+		if j, ok := byID[m.PacketID]; ok {
+			if out[j].Seq > m.Seq {
+				continue
+			}
+			keep[j] = false
+		}
+		byID[m.PacketID] = i
+		keep[i] = true
+	}
+	for i, m := range out {
+		if !keep[i] {
+			if err := c.cfg.store.DeleteOutbound(m.Seq); err != nil {
+				return fmt.Errorf("mqtt: session store: %w", err)
+			}
+			continue
+		}
+		r := &request{
+			id: m.PacketID, kind: packet.PUBLISH, seq: m.Seq, qos: m.QoS, retain: m.Retain,
+			topic: m.Topic, payload: m.Payload, written: true, dup: true, released: m.Released,
+			attempts: int32(min(m.Attempts, 1<<30)), weight: int64(len(m.Topic) + len(m.Payload)),
+			done: make(chan struct{}),
+		}
+		if !m.Expires.IsZero() {
+			r.expires = m.Expires.UnixNano()
+		}
+		if int(c.out.count) >= int(c.cfg.maxPending) {
+			return fmt.Errorf("mqtt: session store holds more than MaxPending (%d) messages", c.cfg.maxPending)
+		}
+		if !c.out.load(r) {
+			return fmt.Errorf("mqtt: session store: bad message %d (packet identifier %d)", m.Seq, m.PacketID)
+		}
+	}
+	return nil
+}
+
+// setIn2 records (or forgets) a received QoS 2 identifier; c.smu is held
+// or the client not yet started.
+func (c *core) setIn2(id uint16, on bool) {
+	if c.in2 == nil {
+		if !on {
+			return
+		}
+		c.in2 = new([1024]uint64)
+	}
+	if on {
+		c.in2[id>>6] |= 1 << (id & 63)
+	} else {
+		c.in2[id>>6] &^= 1 << (id & 63)
+	}
+}
+
+func (c *core) hasIn2(id uint16) bool { return c.in2 != nil && c.in2[id>>6]&(1<<(id&63)) != 0 }
+
+// snapshot returns the counters.
 func (c *core) snapshot() Stats {
-	c.mu.Lock()
-	s := Stats{InFlight: c.onWire, Pending: len(c.queue)}
-	c.mu.Unlock()
+	var s Stats
+	s.InFlight, s.Pending, s.PendingBytes = c.out.counts()
+	s.Inbox, s.InboxBytes = c.in.counts()
 	s.PacketsSent = c.stats.packetsSent.Load()
 	s.PacketsReceived = c.stats.packetsReceived.Load()
 	s.BytesSent = c.stats.bytesSent.Load()
 	s.BytesReceived = c.stats.bytesReceived.Load()
 	s.Connections = c.stats.connections.Load()
 	s.Reconnects = max(s.Connections, 1) - 1
+	if r := c.rare.Load(); r != nil {
+		s.Dropped = r.dropped.Load()
+		s.InboundDropped = r.inboundDropped.Load()
+		s.Unrouted = r.unrouted.Load()
+		s.UnexpectedAcks = r.unexpectedAcks.Load()
+		s.LogsSuppressed = r.logsSuppressed.Load()
+	}
 	return s
 }
 
-// publish is Publish for Client and Session.
-func (c *core) publish(ctx context.Context, m Message) error {
+// peerWarn logs a Warn record about the server's behaviour, a few per
+// minute at most; the others are counted in Stats.LogsSuppressed.
+func (c *core) peerWarn(msg string, attrs ...slog.Attr) {
+	r := c.rareCounts()
+	logged := false
+	r.log.Do(func() {
+		logged = true
+		if n := r.logsSuppressed.Load(); n > 0 {
+			attrs = append(attrs, slog.Uint64("suppressed_so_far", n))
+		}
+		c.cfg.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+	})
+	if !logged {
+		r.logsSuppressed.Add(1)
+	}
+}
+
+// apply does the work the outbox left in eff, without any part's lock:
+// Store calls, in order, then the waiters and OnDrop.
+func (c *core) apply(eff []*request) {
+	if len(eff) == 0 {
+		return
+	}
+	if st := c.cfg.store; st != nil {
+		c.smu.Lock()
+		for _, r := range eff {
+			var err error
+			switch {
+			case r.act&actDelete != 0:
+				err = st.DeleteOutbound(r.seq)
+			case r.act&actPut != 0:
+				err = st.PutOutbound(r.stored())
+			}
+			if err != nil {
+				c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
+			}
+		}
+		c.smu.Unlock()
+	}
+	for _, r := range eff {
+		if r.act&actUnroute != 0 {
+			c.rt.remove(r.filters, 0)
+		}
+		if r.act&actDrop != 0 {
+			c.rareCounts().dropped.Add(1)
+			if r.err != ErrDiscarded {
+				c.peerWarn("mqtt message dropped", slog.String("topic", r.topic), slog.Int("qos", int(r.qos)), slog.Any("reason", r.err))
+			}
+			if f := c.cfg.onDrop; f != nil {
+				m, err := r.message(), r.err
+				c.post(func() { f(m, err) })
+			}
+		}
+		if r.act&actFinish != 0 && r.done != nil {
+			close(r.done)
+		}
+	}
+}
+
+// post runs f on the dispatcher.
+func (c *core) post(f func()) {
+	if c.in.post(f) {
+		c.startDispatcher()
+	}
+}
+
+func (c *core) startDispatcher() { go c.dispatch() }
+
+// dispatch is the dispatcher goroutine: it runs handlers in arrival order
+// and sends each QoS 1 or 2 acknowledgement after the handler returns, on
+// the connection the message came on, so acknowledgements go out in the
+// order the messages arrived [MQTT-4.6.0-2], [MQTT-4.6.0-3]; one for a
+// connection that has ended is dropped (the server sends the message
+// again). It returns when the inbox is empty.
+func (c *core) dispatch() {
+	for {
+		in, f, ok, last := c.in.next()
+		if !ok {
+			if last {
+				c.quiet()
+			}
+			return
+		}
+		if f != nil {
+			f()
+			c.in.idle()
+			continue
+		}
+		if in.deliver && !in.routes.deliver(in.msg, c.cfg.defaultHandler) {
+			c.rareCounts().unrouted.Add(1)
+		}
+		c.in.idle()
+		if in.ack != 0 {
+			in.from.sendAck(in.ack, in.id, false)
+		}
+	}
+}
+
+// handle processes one packet read from cn, on cn's reader goroutine.
+func (c *core) handle(cn *conn, p packet.Packet) error {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.receive(cn, p)
+	case *packet.Puback:
+		return c.acknowledge(cn, p.PacketID, packet.PUBACK)
+	case *packet.Pubcomp:
+		return c.acknowledge(cn, p.PacketID, packet.PUBCOMP)
+	case *packet.Unsuback:
+		return c.acknowledge(cn, p.PacketID, packet.UNSUBACK)
+	case *packet.Pubrec:
+		return c.pubrec(cn, p.PacketID)
+	case *packet.Pubrel:
+		// Release a received QoS 2 message: its identifier is new again
+		// after PUBCOMP [MQTT-4.3.3-2]. Forget it durably first, so that a
+		// restart cannot take a new message with the same identifier for
+		// a duplicate.
+		c.smu.Lock()
+		if c.hasIn2(p.PacketID) {
+			c.setIn2(p.PacketID, false)
+			if st := c.cfg.store; st != nil {
+				if err := st.DeleteInbound(p.PacketID); err != nil {
+					c.smu.Unlock()
+					return fmt.Errorf("mqtt: session store: %w", err)
+				}
+			}
+		}
+		c.smu.Unlock()
+		cn.sendAck(packet.PUBCOMP, p.PacketID, true)
+		return nil
+	case *packet.Suback:
+		return c.suback(cn, p)
+	case *packet.Pingresp:
+		cn.pingSent.Store(noPing)
+		return nil
+	case *packet.Connack:
+		return violation("CONNACK after the first packet (spec 3.2)")
+	default:
+		return violation("%v from the server; only clients send it (spec 2.2.1)", p.Type())
+	}
+}
+
+// acknowledge completes the request with identifier id on a PUBACK, a
+// PUBCOMP or an UNSUBACK.
+func (c *core) acknowledge(cn *conn, id uint16, got packet.Type) error {
+	var buf [2]*request
+	eff, unexpected, err := c.out.ack(cn, id, got, buf[:0])
+	if err != nil {
+		return err
+	}
+	if unexpected {
+		c.unexpectedAck(got, id)
+	}
+	c.apply(eff)
+	cn.kick()
+	return nil
+}
+
+func (c *core) unexpectedAck(got packet.Type, id uint16) {
+	c.rareCounts().unexpectedAcks.Add(1)
+	c.peerWarn("mqtt acknowledgement for a packet identifier not in flight", slog.String("packet", got.String()), slog.Int("id", int(id)))
+}
+
+// pubrec answers a PUBREC with PUBREL [MQTT-4.3.3-1], after recording
+// durably that the message was released, so that it is never sent again,
+// only its PUBREL.
+func (c *core) pubrec(cn *conn, id uint16) error {
+	r, m, err := c.out.pubrec(id)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		c.smu.Lock()
+		err := c.cfg.store.PutOutbound(m)
+		c.smu.Unlock()
+		if err != nil {
+			return fmt.Errorf("mqtt: session store: %w", err)
+		}
+		if !c.out.released(r, cn) {
+			return nil
+		}
+	}
+	cn.sendAck(packet.PUBREL, id, true)
+	return nil
+}
+
+func (c *core) suback(cn *conn, p *packet.Suback) error {
+	r, err := c.out.suback(cn, p)
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		c.unexpectedAck(packet.SUBACK, p.PacketID)
+		return nil
+	}
+	var refused []string
+	for i, s := range r.subs {
+		if r.codes[i].Failed() {
+			refused = append(refused, s.Filter)
+			c.peerWarn("mqtt subscription refused", slog.String("filter", s.Filter))
+		}
+	}
+	if refused != nil {
+		c.rt.remove(refused, r.gen)
+	}
+	var buf [1]*request
+	c.apply(c.out.settle(r, nil, 0, buf[:0]))
+	return nil
+}
+
+// receive hands a PUBLISH read from cn to the dispatcher, which delivers it
+// and then acknowledges it on cn by its QoS [MQTT-3.3.4-1].
+func (c *core) receive(cn *conn, p *packet.Publish) error {
+	in := inbound{deliver: true, from: cn, size: inboundOverhead}
+	switch p.QoS {
+	case 1:
+		in.ack, in.id = packet.PUBACK, p.PacketID
+	case 2:
+		in.ack, in.id = packet.PUBREC, p.PacketID
+		c.smu.Lock()
+		if c.hasIn2(p.PacketID) {
+			// Received before and not yet released: acknowledge again,
+			// never deliver twice [MQTT-4.3.3-2].
+			in.deliver = false
+		} else {
+			if st := c.cfg.store; st != nil {
+				if err := st.PutInbound(p.PacketID); err != nil {
+					// Without the record a re-send could be delivered
+					// twice: do not acknowledge, the server sends it
+					// again.
+					c.smu.Unlock()
+					c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
+					return nil
+				}
+			}
+			c.setIn2(p.PacketID, true)
+		}
+		c.smu.Unlock()
+	}
+	if in.deliver {
+		in.msg = copyMessage(p)
+		in.routes = c.rt.snapshot()
+		in.size += int64(len(in.msg.Topic) + len(in.msg.Payload))
+	}
+	return c.queue(cn, &in, p.QoS)
+}
+
+// queue puts in into the inbox, holding back reading while it is full (see
+// Options.InboxSize).
+func (c *core) queue(cn *conn, in *inbound, qos byte) error {
+	readOn := false
+	for {
+		queued, start, busy, wake := c.in.put(in, readOn, int(c.cfg.inboxSize), int64(c.cfg.inboxBytes))
+		if queued {
+			if start {
+				c.startDispatcher()
+			}
+			return nil
+		}
+		if !readOn && busy && c.out.awaitingOn(cn) {
+			// A handler may be waiting for an acknowledgement behind
+			// this message: read on, within InboxBytes.
+			readOn = true
+			continue
+		}
+		if readOn && qos == 0 {
+			c.rareCounts().inboundDropped.Add(1)
+			c.peerWarn("mqtt inbox full: QoS 0 message dropped while a handler may wait for an acknowledgement", slog.String("topic", in.msg.Topic))
+			return nil
+		}
+		if err := cn.holdBack(wake); err != nil {
+			return err
+		}
+		readOn = false
+	}
+}
+
+// detached ends cn's part in the session.
+func (c *core) detached(cn *conn, cause error) {
+	c.apply(c.out.detach(cn, cause, nil))
+}
+
+// resumeWindow lets the window go on after cn's write buffer drained.
+func (c *core) resumeWindow(cn *conn) {
+	var buf [2]*request
+	c.apply(c.out.resume(cn, buf[:0]))
+}
+
+// close ends the client with err, once: nothing more is accepted, and every
+// accepted message's waiter learns its fate.
+func (c *core) close(err error) {
+	c.apply(c.out.close(err, nil))
+}
+
+// publish is Publish and Enqueue for Client and Session; with wait false it
+// returns once a QoS 1 or 2 message is accepted.
+func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 	if err := packet.ValidTopicName(m.Topic); err != nil {
 		return fmt.Errorf("mqtt: publish %s: %w", quote(bytesOf(m.Topic)), err)
 	}
@@ -181,116 +570,106 @@ func (c *core) publish(ctx context.Context, m Message) error {
 	if m.QoS > 0 {
 		p.PacketID = 1
 	}
-	if n := p.Size(); n > c.opts.MaxPacketSize {
-		return fmt.Errorf("mqtt: publish %s: %w", quote(p.Topic), &packet.Error{Type: packet.PUBLISH, Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
+	if n := p.Size(); n > int(c.cfg.maxPacket) {
+		return fmt.Errorf("mqtt: publish %s: %w", quote(p.Topic), tooLarge(packet.PUBLISH, n, int(c.cfg.maxPacket)))
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mqtt: publish: %w: %w", ErrNotSent, err)
 	}
 	if m.QoS == 0 {
-		c.mu.Lock()
-		cn, closed := c.conn, c.closed
-		c.mu.Unlock()
+		cn, closed := c.out.current()
 		switch {
 		case closed:
 			return errClosedNotSent
 		case cn == nil:
-			return errNotConnected
+			return ErrNotConnected
 		}
-		return cn.sendPublish(ctx, &p)
+		return cn.sendPublish0(ctx, &p)
 	}
-	if !c.pending.TryAcquire(1) {
-		if err := c.waitPending(ctx); err != nil {
-			return err
-		}
+	r := newPublishRequest(m)
+	if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
+		return fmt.Errorf("mqtt: publish %s: %w: %w", quote(p.Topic), ErrNotSent, ErrExpired)
 	}
-	// One copy of topic and payload, kept until the last acknowledgement.
-	buf := make([]byte, len(m.Topic)+len(m.Payload))
-	n := copy(buf, m.Topic)
-	copy(buf[n:], m.Payload)
-	r := &request{kind: packet.PUBLISH, qos: m.QoS, retain: m.Retain, payload: buf[n:len(buf):len(buf)], done: make(chan struct{})}
-	if n > 0 {
-		r.topic = unsafe.String(&buf[0], n)
-	}
-	if err := c.register(ctx, r); err != nil {
-		c.pending.Release(1)
+	if err := c.out.reserve(ctx, r); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.nextSeq++
-	r.seq = c.nextSeq
-	if err := c.store.PutOutbound(r.stored()); err != nil {
-		c.mu.Unlock()
-		c.unregister(r)
-		return fmt.Errorf("mqtt: publish: storing the message: %w: %w", ErrNotSent, err)
+	if st := c.cfg.store; st != nil {
+		// Stored before it can be sent, in sequence order, so that re-sends
+		// after a restart keep the order of the first sends.
+		c.smu.Lock()
+		r.seq = c.out.nextSeq()
+		err := st.PutOutbound(r.stored())
+		if err != nil {
+			c.smu.Unlock()
+			c.out.unreserve(r)
+			return fmt.Errorf("mqtt: publish: storing the message: %w: %w", ErrNotSent, err)
+		}
+		cn, eff := c.out.enqueue(r, nil)
+		c.smu.Unlock()
+		c.apply(eff)
+		if cn != nil {
+			cn.flush()
+		}
+	} else {
+		var buf [2]*request
+		cn, eff := c.out.enqueue(r, buf[:0])
+		c.apply(eff)
+		if cn != nil {
+			cn.flush() // write it on this goroutine, unless a write is under way
+		}
 	}
-	c.queue = append(c.queue, r)
-	c.unsent = append(c.unsent, r)
-	c.trySendLocked()
-	cn := c.conn
-	c.mu.Unlock()
-	if cn != nil {
-		cn.flush() // write it on this goroutine, unless a write is under way
+	if !wait {
+		return nil
 	}
 	return c.await(ctx, r, "publish")
 }
 
-// waitPending waits for room among pending messages (MaxPending), until
-// ctx ends or the client is closed.
-func (c *core) waitPending(ctx context.Context) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(c.quit, cancel)
-	defer stop()
-	if err := c.pending.Acquire(wctx, 1); err != nil {
-		if ctx.Err() == nil {
-			return errClosedNotSent
-		}
-		return fmt.Errorf("mqtt: publish: waiting for room among pending messages (MaxPending): %w: %w", ErrNotSent, ctx.Err())
+// newPublishRequest makes the request for m, with one copy of its topic
+// and payload, kept until the last acknowledgement.
+func newPublishRequest(m Message) *request {
+	buf := make([]byte, len(m.Topic)+len(m.Payload))
+	n := copy(buf, m.Topic)
+	copy(buf[n:], m.Payload)
+	r := &request{kind: packet.PUBLISH, qos: m.QoS, retain: m.Retain, payload: buf[n:len(buf):len(buf)], weight: int64(len(buf)), done: make(chan struct{})}
+	if n > 0 {
+		r.topic = unsafe.String(&buf[0], n)
+	}
+	if !m.Expires.IsZero() {
+		r.expires = m.Expires.UnixNano()
+	}
+	return r
+}
+
+// await waits for r's outcome. When ctx ends first, a PUBLISH never
+// written is withdrawn (ErrNotSent); one written stays pending
+// (ErrPending).
+func (c *core) await(ctx context.Context, r *request, op string) error {
+	select {
+	case <-r.done:
+		return r.result(op)
+	case <-ctx.Done():
+	}
+	if r.kind != packet.PUBLISH {
+		return fmt.Errorf("mqtt: %s: waiting for acknowledgement: %w", op, ctx.Err())
+	}
+	var buf [1]*request
+	eff, withdrawn, settled := c.out.withdraw(r, buf[:0])
+	if settled {
+		<-r.done
+		return r.result(op)
+	}
+	if withdrawn {
+		c.apply(eff)
+		return fmt.Errorf("mqtt: %s: withdrawn before it was sent: %w: %w", op, ErrNotSent, ctx.Err())
+	}
+	return fmt.Errorf("mqtt: %s: waiting for acknowledgement: %w: %w", op, ErrPending, ctx.Err())
+}
+
+func (r *request) result(op string) error {
+	if r.err != nil {
+		return fmt.Errorf("mqtt: %s: %w", op, r.err)
 	}
 	return nil
-}
-
-func (r *request) stored() StoredMessage {
-	return StoredMessage{Seq: r.seq, PacketID: r.id, Topic: r.topic, Payload: r.payload, QoS: r.qos, Retain: r.retain, Released: r.released}
-}
-
-// trySendLocked queues unsent messages on the current connection while
-// the in-flight window has room, in acceptance order. It reports whether it
-// queued any; the caller then writes them (flush) or wakes the writer
-// (wakeLocked). c.mu is held.
-func (c *core) trySendLocked() bool {
-	sent := false
-	for c.conn != nil && len(c.unsent) > 0 && c.onWire < c.opts.MaxInflight {
-		r := c.unsent[0]
-		var ok bool
-		if r.released {
-			ok = c.conn.sendAck(packet.PUBREL, r.id)
-		} else {
-			p := packet.Publish{DUP: r.sent, QoS: r.qos, Retain: r.retain, Topic: bytesOf(r.topic), PacketID: r.id, Payload: r.payload}
-			ok = c.conn.appendPublish(&p)
-		}
-		if !ok {
-			break // the connection is closing; the next one sends it
-		}
-		c.unsent[0] = nil
-		c.unsent = c.unsent[1:]
-		r.onWire, r.sent = true, true
-		c.onWire++
-		sent = true
-	}
-	if len(c.unsent) == 0 {
-		c.unsent = nil
-	}
-	return sent
-}
-
-// sendMoreLocked queues what the window now lets go, and wakes the writer
-// for it. c.mu is held.
-func (c *core) sendMoreLocked() {
-	if c.trySendLocked() {
-		signal(c.conn.wake)
-	}
 }
 
 // subscribe is Subscribe for Client and Session.
@@ -300,7 +679,7 @@ func (c *core) subscribe(ctx context.Context, subs []Subscription) ([]packet.Sub
 		if err := packet.ValidTopicFilter(s.Filter); err != nil {
 			return nil, fmt.Errorf("mqtt: subscribe %s: %w", quote(bytesOf(s.Filter)), err)
 		}
-		p.Subscriptions[i] = packet.Subscription{Filter: []byte(s.Filter), QoS: s.QoS}
+		p.Subscriptions[i] = packet.Subscription{Filter: bytesOf(s.Filter), QoS: s.QoS}
 	}
 	r := &request{kind: packet.SUBSCRIBE, subs: append([]Subscription(nil), subs...), done: make(chan struct{})}
 	if err := c.request(ctx, r, p, &p.PacketID, "subscribe"); err != nil {
@@ -330,493 +709,74 @@ func (c *core) unsubscribe(ctx context.Context, filters []string) error {
 			}
 			return fmt.Errorf("mqtt: unsubscribe %s: %w", quote(bytesOf(f)), err)
 		}
-		p.Filters[i] = []byte(f)
+		p.Filters[i] = bytesOf(f)
 	}
 	r := &request{kind: packet.UNSUBSCRIBE, filters: append([]string(nil), filters...), done: make(chan struct{})}
 	return c.request(ctx, r, p, &p.PacketID, "unsubscribe")
 }
 
-// request registers r, writes p with r's packet identifier on the current
+// request takes a packet identifier for r, writes p with it on the current
 // connection (waiting for one when there is none) and waits for the
-// acknowledgement.
+// acknowledgement. A SUBSCRIBE's routes are installed before it is written.
 func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uint16, op string) error {
 	// Encode once to refuse an invalid packet before taking an identifier.
 	*id = 1
 	if _, err := p.AppendTo(nil); err != nil {
 		return fmt.Errorf("mqtt: %s: %w", op, err)
 	}
-	if n := p.Size(); n > c.opts.MaxPacketSize {
-		return fmt.Errorf("mqtt: %s: %w", op, &packet.Error{Type: p.Type(), Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
+	if n := p.Size(); n > int(c.cfg.maxPacket) {
+		return fmt.Errorf("mqtt: %s: %w", op, tooLarge(p.Type(), n, int(c.cfg.maxPacket)))
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mqtt: %s: %w: %w", op, ErrNotSent, err)
 	}
-	cn, err := c.connection(ctx)
-	if err != nil {
+	if err := c.out.reserveID(ctx, r); err != nil {
 		return fmt.Errorf("mqtt: %s: %w", op, err)
 	}
-	if err := c.register(ctx, r); err != nil {
-		return err
-	}
 	*id = r.id
-	c.mu.Lock()
-	r.on = cn
-	c.mu.Unlock()
-	if err := cn.send(ctx, p); err != nil {
-		c.unregister(r)
-		return err
-	}
-	return c.await(ctx, r, op)
-}
-
-// connection returns the current connection, waiting for one with ctx
-// (Session) or failing at once without one (Client).
-func (c *core) connection(ctx context.Context) (*conn, error) {
 	for {
-		c.mu.Lock()
-		cn, closed := c.conn, c.closed
-		if cn == nil && !closed && !c.lossFail && c.connUp == nil {
-			c.connUp = make(chan struct{})
+		cn, err := c.out.waitConn(ctx)
+		if err != nil {
+			c.out.unregister(r)
+			return fmt.Errorf("mqtt: %s: %w", op, err)
 		}
-		up := c.connUp
-		c.mu.Unlock()
-		switch {
-		case closed:
-			return nil, errClosedNotSent
-		case cn != nil:
-			return cn, nil
-		case c.lossFail:
-			return nil, errClosedNotSent
+		if !c.out.bind(r, cn) {
+			continue // that connection ended meanwhile
 		}
-		select {
-		case <-up:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for a connection: %w: %w", ErrNotSent, ctx.Err())
+		if r.kind == packet.SUBSCRIBE {
+			r.gen = c.rt.add(r.subs)
 		}
-	}
-}
-
-// register gives r a packet identifier not in use [MQTT-2.3.1-2], non-zero
-// [MQTT-2.3.1-1], and records it. When all are in use it waits for one to be
-// freed, or for ctx.
-func (c *core) register(ctx context.Context, r *request) error {
-	c.mu.Lock()
-	for {
-		if c.closed {
-			c.mu.Unlock()
-			return errClosedNotSent
-		}
-		if len(c.reqs) < 65535 {
-			break
-		}
-		if c.idFreed == nil {
-			c.idFreed = make(chan struct{})
-		}
-		freed := c.idFreed
-		c.mu.Unlock()
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			return fmt.Errorf("mqtt: waiting for a free packet identifier: %w: %w", ErrNotSent, ctx.Err())
-		}
-		c.mu.Lock()
-	}
-	for {
-		c.nextID++
-		if c.nextID == 0 {
-			continue
-		}
-		if _, used := c.reqs[c.nextID]; !used {
-			break
-		}
-	}
-	r.id = c.nextID
-	c.reqs[r.id] = r
-	c.mu.Unlock()
-	// The reader must not wait for room in the inbox while r awaits its
-	// acknowledgement.
-	signal(c.inbox.room)
-	return nil
-}
-
-// unregister frees r's identifier when r was never sent.
-func (c *core) unregister(r *request) {
-	c.mu.Lock()
-	if c.reqs[r.id] == r {
-		c.completeLocked(r, nil)
-	}
-	c.mu.Unlock()
-}
-
-// completeLocked ends r with err and frees its identifier [MQTT-2.3.1-3];
-// a PUBLISH leaves the queue, the store and the window. c.mu is held.
-func (c *core) completeLocked(r *request, err error) {
-	if c.reqs[r.id] != r {
-		return
-	}
-	delete(c.reqs, r.id)
-	r.finish(err)
-	if r.kind == packet.PUBLISH {
-		for i, q := range c.queue {
-			if q == r {
-				c.queue = append(c.queue[:i], c.queue[i+1:]...)
-				break
+		if err := cn.send(ctx, p); err != nil {
+			c.out.unregister(r)
+			if r.kind == packet.SUBSCRIBE {
+				c.rt.remove(filtersOf(r.subs), r.gen)
 			}
+			return fmt.Errorf("mqtt: %s: %w", op, err)
 		}
-		for i, q := range c.unsent {
-			if q == r {
-				c.unsent = append(c.unsent[:i], c.unsent[i+1:]...)
-				break
-			}
-		}
-		if r.onWire {
-			r.onWire = false
-			c.onWire--
-		}
-		if err := c.store.DeleteOutbound(r.seq); err != nil {
-			c.log.Warn("mqtt session store", slog.Any("error", err))
-		}
-		c.pending.Release(1)
-		c.sendMoreLocked()
-	}
-	if c.idFreed != nil {
-		close(c.idFreed)
-		c.idFreed = nil
+		c.in.nudge()
+		return c.await(ctx, r, op)
 	}
 }
 
-func (c *core) await(ctx context.Context, r *request, op string) error {
-	select {
-	case <-r.done:
-		if r.err != nil {
-			return fmt.Errorf("mqtt: %s: %w", op, r.err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt: %s: waiting for acknowledgement: %w", op, ctx.Err())
+func filtersOf(subs []Subscription) []string {
+	fs := make([]string, len(subs))
+	for i, s := range subs {
+		fs[i] = s.Filter
 	}
+	return fs
 }
 
-// attach makes cn the current connection, after CONNACK with session
-// present sp. With the session resumed, unacknowledged PUBLISHes go out
-// again with DUP and their identifiers, and PUBRELs again, in their
-// original order [MQTT-4.4.0-1], [MQTT-4.6.0-1]. With a new session, QoS 2
-// messages already released are complete (the server owned them), and the
-// others are sent afresh; received QoS 2 identifiers are forgotten
-// [MQTT-3.1.2-6]. It returns the subscriptions to restore: all of them
-// when the server has no session.
-func (c *core) attach(cn *conn, sp bool) []Subscription {
-	c.stats.connections.Add(1)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.conn = cn
-	if c.connUp != nil {
-		close(c.connUp)
-		c.connUp = nil
-	}
-	var restore []Subscription
-	if !sp {
-		for _, r := range append([]*request(nil), c.queue...) {
-			if r.released {
-				c.completeLocked(r, nil)
-			}
-		}
-		for id := range c.in2 {
-			delete(c.in2, id)
-			if err := c.store.DeleteInbound(id); err != nil {
-				c.log.Warn("mqtt session store", slog.Any("error", err))
-			}
-		}
-		for _, rt := range c.routes {
-			restore = append(restore, Subscription{Filter: rt.filter, QoS: rt.qos, Handler: rt.handler})
+// discard drops the pending messages match selects.
+func (c *core) discard(match func(Message) bool) int {
+	eff := c.out.discard(match, nil)
+	n := 0
+	for _, r := range eff {
+		if r.act&actDrop != 0 {
+			n++
 		}
 	}
-	c.onWire = 0
-	c.unsent = c.unsent[:0]
-	for _, r := range c.queue {
-		r.onWire = false
-		c.unsent = append(c.unsent, r)
-	}
-	c.sendMoreLocked()
-	return restore
-}
-
-// detach ends cn's part: requests written on it that await their
-// acknowledgement fail (SUBSCRIBE, UNSUBSCRIBE; and every PUBLISH for a
-// Client) with ErrConnectionLost wrapping cause; a Session's PUBLISHes wait
-// for the next connection.
-func (c *core) detach(cn *conn, cause error) {
-	lost := fmt.Errorf("%w: %w", ErrConnectionLost, cause)
-	if cause == ErrClosed {
-		// The request was sent; that the client was closed since does
-		// not make a retry safe, so lost must not match ErrClosed.
-		lost = fmt.Errorf("%w (the client was closed)", ErrConnectionLost)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.lossFail && !c.closed {
-		// A Client ends with its connection.
-		c.closed, c.err = true, cause
-		c.quitNow()
-		if c.idFreed != nil {
-			close(c.idFreed)
-			c.idFreed = nil
-		}
-	}
-	if c.conn == cn {
-		c.conn = nil
-		c.onWire = 0
-		for _, r := range c.queue {
-			r.onWire = false
-		}
-	}
-	for _, r := range c.reqs {
-		switch {
-		case r.kind != packet.PUBLISH && r.on == cn:
-			c.completeLocked(r, lost)
-		case r.kind == packet.PUBLISH && c.lossFail:
-			if c.dropUnsentLocked(r, cause) {
-				continue
-			}
-			// The waiter learns the outcome is unknown; the message
-			// stays in the Store for the next Client that uses it.
-			r.finish(lost)
-		}
-	}
-}
-
-// close marks the client closed with err (once) and fails what waits for
-// a connection or an identifier.
-func (c *core) close(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.closed, c.err = true, err
-	c.quitNow()
-	if c.connUp != nil {
-		close(c.connUp)
-		c.connUp = nil
-	}
-	if c.idFreed != nil {
-		close(c.idFreed)
-		c.idFreed = nil
-	}
-}
-
-// handle processes one packet read from cn.
-func (c *core) handle(cn *conn, p packet.Packet) error {
-	switch p := p.(type) {
-	case *packet.Publish:
-		c.receivePublish(cn, p)
-		return nil
-	case *packet.Puback:
-		return c.acknowledge(p.PacketID, packet.PUBACK)
-	case *packet.Pubrec:
-		return c.pubrec(cn, p.PacketID)
-	case *packet.Pubcomp:
-		return c.acknowledge(p.PacketID, packet.PUBCOMP)
-	case *packet.Pubrel:
-		// Release a received QoS 2 message: its identifier is new again
-		// after PUBCOMP [MQTT-4.3.3-2]. Forget it durably first, so that a
-		// restart cannot take a new message with the same identifier for
-		// a duplicate.
-		c.mu.Lock()
-		if _, ok := c.in2[p.PacketID]; ok {
-			delete(c.in2, p.PacketID)
-			if err := c.store.DeleteInbound(p.PacketID); err != nil {
-				c.mu.Unlock()
-				return fmt.Errorf("mqtt: session store: %w", err)
-			}
-		}
-		c.mu.Unlock()
-		cn.sendAck(packet.PUBCOMP, p.PacketID)
-		return nil
-	case *packet.Suback:
-		return c.suback(p)
-	case *packet.Unsuback:
-		return c.acknowledge(p.PacketID, packet.UNSUBACK)
-	case *packet.Pingresp:
-		cn.pingSent.Store(0)
-		return nil
-	case *packet.Connack:
-		return violation("CONNACK after the first packet (spec 3.2)")
-	default:
-		return violation("%v from the server; only clients send it (spec 2.2.1)", p.Type())
-	}
-}
-
-// acknowledge completes the request with identifier id on a PUBACK, PUBCOMP
-// or UNSUBACK.
-func (c *core) acknowledge(id uint16, got packet.Type) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.reqs[id]
-	if r == nil || r.kind == packet.PUBLISH && !r.onWire {
-		if !c.closed {
-			c.log.Warn("mqtt acknowledgement for a packet identifier not in flight", slog.String("packet", got.String()), slog.Int("id", int(id)))
-		}
-		return nil
-	}
-	if want := r.awaits(); want != got {
-		return violation("%v for packet identifier %d, which awaits %v", got, id, want)
-	}
-	if r.kind == packet.UNSUBSCRIBE {
-		c.removeRoutesLocked(r.filters)
-	}
-	c.completeLocked(r, nil)
-	return nil
-}
-
-// awaits returns the packet type that completes r, or comes next for it.
-func (r *request) awaits() packet.Type {
-	switch {
-	case r.kind == packet.SUBSCRIBE:
-		return packet.SUBACK
-	case r.kind == packet.UNSUBSCRIBE:
-		return packet.UNSUBACK
-	case r.qos == 1:
-		return packet.PUBACK
-	case r.released:
-		return packet.PUBCOMP
-	default:
-		return packet.PUBREC
-	}
-}
-
-// pubrec answers a PUBREC with PUBREL [MQTT-4.3.3-1], after recording
-// durably that the message was released, so that it is never sent again,
-// only its PUBREL.
-func (c *core) pubrec(cn *conn, id uint16) error {
-	c.mu.Lock()
-	r := c.reqs[id]
-	if r != nil {
-		if r.kind != packet.PUBLISH || r.qos != 2 {
-			c.mu.Unlock()
-			return violation("PUBREC for packet identifier %d, which awaits %v", id, r.awaits())
-		}
-		if !r.released {
-			r.released = true
-			if err := c.store.PutOutbound(r.stored()); err != nil {
-				c.mu.Unlock()
-				return fmt.Errorf("mqtt: session store: %w", err)
-			}
-		}
-	}
-	c.mu.Unlock()
-	// PUBREL also for an unknown identifier, so the server can finish
-	// its side of the exchange.
-	cn.sendAck(packet.PUBREL, id)
-	return nil
-}
-
-func (c *core) suback(p *packet.Suback) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.reqs[p.PacketID]
-	if r == nil {
-		if !c.closed {
-			c.log.Warn("mqtt SUBACK for a packet identifier not in flight", slog.Int("id", int(p.PacketID)))
-		}
-		return nil
-	}
-	if r.kind != packet.SUBSCRIBE {
-		return violation("SUBACK for packet identifier %d, which awaits %v", p.PacketID, r.awaits())
-	}
-	if len(p.ReturnCodes) != len(r.subs) {
-		return violation("SUBACK with %d return codes for %d topic filters [MQTT-3.9.3-1]", len(p.ReturnCodes), len(r.subs))
-	}
-	r.codes = append([]packet.SubackCode(nil), p.ReturnCodes...)
-	for i, s := range r.subs {
-		if r.codes[i].Failed() {
-			c.log.Warn("mqtt subscription refused", slog.String("filter", s.Filter))
-		} else {
-			c.addRouteLocked(s)
-		}
-	}
-	c.completeLocked(r, nil)
-	return nil
-}
-
-func (c *core) addRouteLocked(s Subscription) {
-	for i := range c.routes {
-		if c.routes[i].filter == s.Filter {
-			// A new SUBSCRIBE of the same filter replaces the old one
-			// [MQTT-3.8.4-3].
-			c.routes[i] = newRoute(s)
-			return
-		}
-	}
-	c.routes = append(c.routes, newRoute(s))
-}
-
-func (c *core) removeRoutesLocked(filters []string) {
-	kept := c.routes[:0]
-	for _, r := range c.routes {
-		removed := false
-		for _, f := range filters {
-			removed = removed || r.filter == f
-		}
-		if !removed {
-			kept = append(kept, r)
-		}
-	}
-	clear(c.routes[len(kept):])
-	c.routes = kept
-}
-
-// receivePublish hands a PUBLISH read from cn to the dispatcher, which
-// delivers it and then acknowledges it on cn by its QoS [MQTT-3.3.4-1].
-// When the inbox is full it waits for room, unless a request awaits an
-// acknowledgement (see inbox).
-func (c *core) receivePublish(cn *conn, p *packet.Publish) {
-	in := inbound{deliver: true, from: cn}
-	switch p.QoS {
-	case 1:
-		in.ack, in.id = packet.PUBACK, p.PacketID
-	case 2:
-		in.ack, in.id = packet.PUBREC, p.PacketID
-		c.mu.Lock()
-		if _, dup := c.in2[p.PacketID]; dup {
-			// Received before and not yet released: acknowledge again,
-			// never deliver twice [MQTT-4.3.3-2].
-			in.deliver = false
-		} else {
-			c.in2[p.PacketID] = struct{}{}
-			if err := c.store.PutInbound(p.PacketID); err != nil {
-				// Without the record a re-send could be delivered twice:
-				// do not acknowledge, the server sends it again.
-				c.mu.Unlock()
-				c.log.Warn("mqtt session store", slog.Any("error", err))
-				delete(c.in2, p.PacketID)
-				return
-			}
-		}
-		c.mu.Unlock()
-	}
-	if in.deliver {
-		in.msg = copyMessage(p)
-	}
-	for c.inbox.full() && !c.awaiting(cn) {
-		select {
-		case <-c.inbox.room:
-		case <-cn.closing:
-			return
-		}
-	}
-	c.inbox.put(in)
-}
-
-// awaiting reports whether a request, PINGREQ included, waits for an
-// acknowledgement that cn may bring.
-func (c *core) awaiting(cn *conn) bool {
-	if cn.pingSent.Load() != 0 {
-		return true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.reqs) > 0
+	c.apply(eff)
+	return n
 }
 
 // copyMessage copies a received PUBLISH out of the decoder's buffer with one
@@ -849,34 +809,4 @@ func quote(s []byte) string {
 		return strconv.Quote(string(s[:64])) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 	}
 	return strconv.Quote(string(s))
-}
-
-// failPending ends the wait of every request with err, leaving outbound
-// messages in the Store; without a Store, those never written end with
-// ErrNotSent instead (see dropUnsentLocked).
-func (c *core) failPending(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range c.reqs {
-		if r.kind == packet.PUBLISH && c.dropUnsentLocked(r, ErrClosed) {
-			continue
-		}
-		r.finish(err)
-	}
-}
-
-// dropUnsentLocked completes r, a PUBLISH, with ErrNotSent when it was never
-// written on any connection and no Store keeps it: nothing of it reached
-// the server and nothing will send it later, so the caller may send it
-// again safely. It reports whether it did. c.mu is held.
-func (c *core) dropUnsentLocked(r *request, cause error) bool {
-	if r.sent || c.opts.Store != nil {
-		return false
-	}
-	err := errClosedNotSent
-	if cause != ErrClosed {
-		err = fmt.Errorf("%w: the connection ended before it was written: %w", ErrNotSent, cause)
-	}
-	c.completeLocked(r, err)
-	return true
 }

@@ -15,8 +15,40 @@ var (
 	// (which wrap ErrNotSent too). It wraps net.ErrClosed.
 	ErrClosed = fmt.Errorf("mqtt: client closed: %w", net.ErrClosed)
 
-	// ErrNotSent reports that a request was not sent: retrying it is safe.
+	// ErrNotSent reports that a request was not sent, or that a QoS 1 or 2
+	// message was withdrawn before it was ever written: nothing of it
+	// reached the server and the client keeps nothing of it, so retrying
+	// it is safe.
 	ErrNotSent = errors.New("mqtt: request not sent")
+
+	// ErrPending reports that Publish stopped waiting (its context ended, or
+	// the Client or Session ended) while its QoS 1 or 2 message stays
+	// accepted: written at least once, or kept by a Store for the next
+	// client that uses it. The client goes on sending it until the server
+	// acknowledges it or the message is dropped (Options.OnDrop tells);
+	// publishing it again would duplicate it.
+	ErrPending = errors.New("mqtt: message accepted and still pending")
+
+	// ErrDropped is wrapped by the errors of messages the client gave up
+	// on before their acknowledgement: ErrExpired, ErrTooManyAttempts and
+	// ErrDiscarded. A dropped message is never sent again; if it was
+	// written before, the server may or may not have it.
+	ErrDropped = errors.New("mqtt: message dropped")
+
+	// ErrExpired reports a message dropped because Message.Expires passed
+	// before it could be sent or sent again. It wraps ErrDropped.
+	ErrExpired = fmt.Errorf("%w: expired", ErrDropped)
+
+	// ErrTooManyAttempts reports a message dropped because
+	// Options.MaxAttempts connections in a row ended while it was the
+	// oldest message awaiting an acknowledgement: a message the server
+	// cannot take (it closes the connection each time) would otherwise
+	// block every message after it. It wraps ErrDropped.
+	ErrTooManyAttempts = fmt.Errorf("%w: too many attempts", ErrDropped)
+
+	// ErrDiscarded reports a message dropped by Discard. It wraps
+	// ErrDropped.
+	ErrDiscarded = fmt.Errorf("%w: discarded", ErrDropped)
 
 	// ErrNotConnected reports a QoS 0 Publish while a Session has no
 	// connection: QoS 0 messages are not stored (QoS 1 and 2 ones are). It
@@ -62,10 +94,18 @@ var (
 // A ConnackError reports that the server refused the connection with a
 // non-zero CONNACK return code (spec 3.2.2.3). The server closes the
 // connection afterwards [MQTT-3.2.2-5]; retrying without changing what
-// caused the refusal will not help.
+// caused the refusal will not help, except for return code 3 (server
+// unavailable), which Permanent tells apart.
 type ConnackError struct {
 	Code packet.ConnackCode
 }
+
+// Permanent reports whether the refusal stays until something changes on
+// either side (return codes 1, 2, 4 and 5: protocol version, client
+// identifier, credentials, authorisation), unlike return code 3, server
+// unavailable, which may pass by itself. A Session stops on a permanent
+// refusal unless SessionOptions.RetryRefused says otherwise.
+func (e *ConnackError) Permanent() bool { return e.Code != packet.ServerUnavailable }
 
 // Error returns a message such as
 // "mqtt: connection refused: bad user name or password (return code 4)".
@@ -83,8 +123,6 @@ func (e *ConnackError) Is(target error) bool {
 // errClosedNotSent is returned by calls on a client whose connection has
 // ended.
 var errClosedNotSent = fmt.Errorf("%w: %w", ErrNotSent, ErrClosed)
-
-var errNotConnected = ErrNotConnected
 
 func violation(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrProtocolViolation}, args...)...)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // FileStoreOptions configures a FileStore.
@@ -45,12 +46,14 @@ type FileStore struct {
 	err  error // sticky write error
 }
 
-// Record types of the log.
+// Record types of the log. recPutOut2 is recPutOut with the message's
+// attempts and expiry; recPutOut records of older files are still read.
 const (
-	recPutOut byte = 1
-	recDelOut byte = 2
-	recPutIn  byte = 3
-	recDelIn  byte = 4
+	recPutOut  byte = 1
+	recDelOut  byte = 2
+	recPutIn   byte = 3
+	recDelIn   byte = 4
+	recPutOut2 byte = 5
 )
 
 // OpenFileStore opens the store at path, creating it if needed, locks it
@@ -160,7 +163,7 @@ func (s *FileStore) apply(b []byte) error {
 	}
 	t, b := b[0], b[1:]
 	switch t {
-	case recPutOut:
+	case recPutOut, recPutOut2:
 		if len(b) < 8+2+1+1+1+2 {
 			return errors.New("short message record")
 		}
@@ -171,12 +174,23 @@ func (s *FileStore) apply(b []byte) error {
 			Retain:   b[11] != 0,
 			Released: b[12] != 0,
 		}
-		tl := int(binary.BigEndian.Uint16(b[13:]))
-		if len(b) < 15+tl {
+		b = b[13:]
+		if t == recPutOut2 {
+			if len(b) < 4+8+2 {
+				return errors.New("short message record")
+			}
+			m.Attempts = int(binary.BigEndian.Uint32(b))
+			if ns := int64(binary.BigEndian.Uint64(b[4:])); ns != 0 {
+				m.Expires = time.Unix(0, ns)
+			}
+			b = b[12:]
+		}
+		tl := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+tl {
 			return errors.New("short topic")
 		}
-		m.Topic = string(b[15 : 15+tl])
-		m.Payload = b[15+tl:]
+		m.Topic = string(b[2 : 2+tl])
+		m.Payload = b[2+tl:]
 		if old, ok := s.out[m.Seq]; ok {
 			s.live -= recordSize(old)
 		}
@@ -210,7 +224,7 @@ func (s *FileStore) apply(b []byte) error {
 	return nil
 }
 
-func recordSize(m StoredMessage) int64 { return 8 + 16 + int64(len(m.Topic)+len(m.Payload)) }
+func recordSize(m StoredMessage) int64 { return 8 + 28 + int64(len(m.Topic)+len(m.Payload)) }
 
 // Load implements Store.
 func (s *FileStore) Load() ([]StoredMessage, []uint16, error) {
@@ -224,7 +238,7 @@ func (s *FileStore) Load() ([]StoredMessage, []uint16, error) {
 func (s *FileStore) PutOutbound(m StoredMessage) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.commit(appendMessage(s.begin(recPutOut), m))
+	return s.commit(appendMessage(s.begin(recPutOut2), m))
 }
 
 // DeleteOutbound implements Store.
@@ -265,6 +279,12 @@ func appendMessage(b []byte, m StoredMessage) []byte {
 	b = binary.BigEndian.AppendUint64(b, m.Seq)
 	b = binary.BigEndian.AppendUint16(b, m.PacketID)
 	b = append(b, m.QoS, bool8(m.Retain), bool8(m.Released))
+	b = binary.BigEndian.AppendUint32(b, uint32(min(max(m.Attempts, 0), 1<<31-1)))
+	var ns int64
+	if !m.Expires.IsZero() {
+		ns = m.Expires.UnixNano()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(ns))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Topic)))
 	b = append(b, m.Topic...)
 	return append(b, m.Payload...)
@@ -342,7 +362,7 @@ func (s *FileStore) compact() error {
 		size += int64(len(b))
 	}
 	for _, m := range s.out {
-		write(appendMessage(s.begin(recPutOut), m))
+		write(appendMessage(s.begin(recPutOut2), m))
 	}
 	for id := range s.in {
 		write(binary.BigEndian.AppendUint16(s.begin(recPutIn), id))

@@ -1,190 +1,206 @@
 package client
 
 import (
-	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/devicemq/mqtt/packet"
 )
 
-// inbound is a received PUBLISH on its way to the dispatcher.
+// inboundOverhead is what a queued message costs beyond its topic and
+// payload, in bytes, as InboxBytes counts it: the queue entry and the
+// allocation of its copy.
+const inboundOverhead = 160
+
+// inbound is a received PUBLISH on its way to its handlers.
 type inbound struct {
+	f       func() // a callback to run instead, between handlers (OnDrop)
 	msg     Message
-	deliver bool        // false for a QoS 2 duplicate: acknowledge only
-	ack     packet.Type // PUBACK, PUBREC, or 0 for QoS 0
+	routes  *routes // the routes in force when it was read
+	from    *conn   // the connection it came on, which its acknowledgement goes to
+	size    int64   // bytes counted against InboxBytes
 	id      uint16
-	from    *conn // the connection it came on, which the acknowledgement goes to
+	ack     packet.Type // PUBACK, PUBREC, or 0 for QoS 0
+	deliver bool        // false for a QoS 2 duplicate: acknowledge only
 }
 
-// inbox is the queue between the reader and the dispatcher. It holds up to
-// size messages before the reader waits for room, so that a flood of
-// messages meets back-pressure at the socket instead of filling memory. The
-// reader does not wait while one of the client's own requests awaits an
-// acknowledgement, a PINGREQ included: that acknowledgement may be behind
-// the messages still to be read, and the request may come from a handler,
-// which would otherwise wait for the reader while the reader waits for it.
+// inbox is the queue between the reader and the dispatcher, which runs
+// handlers one at a time in arrival order. It is bounded by InboxSize
+// messages and InboxBytes bytes (see Options.InboxSize for the one case
+// where the count may be exceeded). The dispatcher is a goroutine that
+// exists only while there is work: it starts with the first message put
+// into an empty inbox and ends when the inbox is empty, so an idle client
+// keeps none.
+//
+// Callbacks that must run between handlers (OnDrop) are queued ahead of
+// the messages; there are at most as many as messages dropped, which
+// MaxPending bounds, and they count against neither bound.
+//
+// Lock order: the outbox's lock may be held when the inbox's is taken,
+// never the reverse.
 type inbox struct {
-	size  int
-	mu    sync.Mutex
-	items []inbound // waiting messages are items[head:]
+	mu      sync.Mutex
+	q       *queue    // made with the first message
+	bytes   int64     // of the waiting messages
+	room    broadcast // wakes the reader holding back
+	running bool      // a dispatcher goroutine exists or is starting
+	ended   bool      // nothing more is put; the dispatcher drains what is queued
+	stopped bool      // Disconnect: what is queued is dropped, no handler starts
+	quiet   bool      // ended, and the dispatcher is gone for good
+	busy    atomic.Bool
+	waiting atomic.Bool // the reader holds back for room
+}
+
+// queue holds the waiting messages, items[head:]; callbacks go first.
+type queue struct {
+	items []inbound
 	head  int
-	ended bool // the reader has ended: nothing more will be put
-	// stopped: the client was closed by its user; what is still queued is
-	// dropped (unacknowledged QoS 1 and 2 messages are the server's to
-	// re-send) and no handler starts any more.
-	stopped bool
-	ready   chan struct{} // capacity 1: wakes the dispatcher
-	room    chan struct{} // capacity 1: wakes the reader
 }
 
-func newInbox(size int) *inbox {
-	return &inbox{size: size, ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
-}
+func (q *queue) len() int { return len(q.items) - q.head }
 
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
+// lenLocked returns the number of waiting messages and callbacks.
+func (b *inbox) lenLocked() int {
+	if b.q == nil {
+		return 0
 	}
+	return b.q.len()
 }
 
-// full reports whether the reader should wait before putting more.
-func (b *inbox) full() bool {
+// put queues in, within the count and byte bounds, or, with readOn, within
+// the byte bound alone; a message is always taken when none waits. When it
+// does not fit, it returns the channel that is closed once that may have
+// changed, and whether a handler is running. start tells the caller to
+// start a dispatcher. After stop, messages are dropped (the server sends
+// unacknowledged ones again on a persistent session).
+func (b *inbox) put(in *inbound, readOn bool, size int, maxBytes int64) (queued, start, busy bool, wake <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.items)-b.head >= b.size && !b.stopped
-}
-
-// put queues in without waiting.
-func (b *inbox) put(in inbound) {
-	b.mu.Lock()
-	if !b.stopped {
-		b.items = append(b.items, in)
+	if b.stopped || b.ended {
+		return true, false, false, nil
 	}
-	b.mu.Unlock()
-	signal(b.ready)
+	n := b.lenLocked()
+	if n == 0 || (readOn || n < size) && b.bytes+in.size <= maxBytes {
+		if b.q == nil {
+			b.q = new(queue)
+		}
+		b.q.items = append(b.q.items, *in)
+		b.bytes += in.size
+		b.waiting.Store(false)
+		return true, b.startLocked(), false, nil
+	}
+	b.waiting.Store(true)
+	return false, false, b.busy.Load(), b.room.waitLocked()
 }
 
-// end marks that the reader will put nothing more.
-func (b *inbox) end() {
+// post queues a callback to run on the dispatcher, ahead of waiting
+// messages; it reports whether to start a dispatcher. After stop or end it
+// does nothing.
+func (b *inbox) post(f func()) (start bool) {
 	b.mu.Lock()
-	b.ended = true
-	b.mu.Unlock()
-	signal(b.ready)
+	defer b.mu.Unlock()
+	if b.stopped || b.ended {
+		return false
+	}
+	// Ahead of the waiting messages.
+	if b.q == nil {
+		b.q = new(queue)
+	}
+	q := b.q
+	if q.head > 0 {
+		q.head--
+		q.items[q.head] = inbound{f: f}
+	} else {
+		q.items = append(q.items, inbound{})
+		copy(q.items[1:], q.items)
+		q.items[0] = inbound{f: f}
+	}
+	return b.startLocked()
 }
 
-// stop drops what is queued; the dispatcher returns after the handler it is
+func (b *inbox) startLocked() bool {
+	if b.running {
+		return false
+	}
+	b.running = true
+	return true
+}
+
+// next returns the next callback or message for the dispatcher, marking it
+// busy; ok is false when there is none (the dispatcher then ends) or the
+// inbox is stopped, and last tells that no dispatcher will start again
+// (see end).
+func (b *inbox) next() (in inbound, f func(), ok, last bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.stopped:
+	case b.lenLocked() > 0:
+		q := b.q
+		in = q.items[q.head]
+		q.items[q.head] = inbound{}
+		q.head++
+		b.bytes -= in.size
+		if q.head == len(q.items) {
+			q.head = 0
+			q.items = q.items[:0]
+			if cap(q.items) > 64 {
+				q.items = nil // a burst is over: let its memory go
+			}
+		}
+		b.busy.Store(true)
+		b.room.notifyLocked()
+		return in, in.f, true, false
+	}
+	b.running = false
+	if b.ended && !b.quiet {
+		b.quiet = true
+		return in, nil, false, true
+	}
+	return in, nil, false, false
+}
+
+// idle marks the dispatcher as no longer running user code.
+func (b *inbox) idle() { b.busy.Store(false) }
+
+// nudge wakes a reader that holds back, because a request was written: it
+// may have to read on (see Options.InboxSize).
+func (b *inbox) nudge() {
+	if !b.waiting.Load() {
+		return
+	}
+	b.mu.Lock()
+	b.room.notifyLocked()
+	b.mu.Unlock()
+}
+
+// end marks that nothing more will be put: the dispatcher delivers what is
+// queued (unless stopped) and ends. Either end or the dispatcher's last
+// next reports that no dispatcher runs or will start again, exactly once.
+func (b *inbox) end() (last bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ended = true
+	if !b.running && !b.quiet {
+		b.quiet = true
+		return true
+	}
+	return false
+}
+
+// stop drops what is queued; the dispatcher ends after the handler it is
 // running, if any.
 func (b *inbox) stop() {
 	b.mu.Lock()
 	b.stopped = true
-	clear(b.items)
-	b.items, b.head = nil, 0
+	b.q, b.bytes = nil, 0
+	b.room.notifyLocked()
 	b.mu.Unlock()
-	signal(b.ready)
-	signal(b.room)
 }
 
-// get waits for the next message; ok is false once the inbox is stopped, or
-// ended and empty.
-func (b *inbox) get() (in inbound, ok bool) {
-	for {
-		b.mu.Lock()
-		if b.stopped {
-			b.mu.Unlock()
-			return in, false
-		}
-		if b.head < len(b.items) {
-			in = b.items[b.head]
-			b.items[b.head] = inbound{}
-			b.head++
-			if b.head == len(b.items) {
-				b.head = 0
-				b.items = b.items[:0]
-				if cap(b.items) > 4*b.size {
-					b.items = nil // a burst is over: let its memory go
-				}
-			}
-			b.mu.Unlock()
-			signal(b.room)
-			return in, true
-		}
-		if b.ended {
-			b.mu.Unlock()
-			return in, false
-		}
-		b.mu.Unlock()
-		<-b.ready
-	}
-}
-
-// dispatch runs handlers in arrival order and sends each QoS 1 or 2
-// acknowledgement after the handler returns, on the connection the message
-// came on, so acknowledgements go out in the order the messages arrived
-// [MQTT-4.6.0-2], [MQTT-4.6.0-3]; one for a connection that has ended is
-// dropped (the server re-sends the message). It returns once the inbox has
-// ended and is empty, or is stopped.
-func (c *core) dispatch() {
-	var handlers []Handler
-	for {
-		in, ok := c.inbox.get()
-		if !ok {
-			return
-		}
-		if in.deliver {
-			handlers = c.handlersFor(in.msg.Topic, handlers[:0])
-			for _, h := range handlers {
-				h(in.msg)
-			}
-		}
-		if in.ack != 0 {
-			in.from.sendAck(in.ack, in.id)
-		}
-	}
-}
-
-// route is a granted subscription's filter and handler.
-type route struct {
-	filter  string // as subscribed
-	match   string // the filter messages are matched against: without a $share/{group}/ prefix
-	qos     byte   // as requested, for subscribing again
-	handler Handler
-}
-
-func newRoute(s Subscription) route {
-	r := route{filter: s.Filter, match: s.Filter, qos: s.QoS, handler: s.Handler}
-	// A shared subscription $share/{group}/{filter} (mosquitto and others
-	// accept it in 3.1.1) delivers messages whose topic matches {filter}.
-	if rest, ok := strings.CutPrefix(s.Filter, "$share/"); ok {
-		if _, f, ok := strings.Cut(rest, "/"); ok {
-			r.match = f
-		}
-	}
-	return r
-}
-
-// handlersFor appends to hs the handlers of the subscriptions whose filters
-// match topic, each once; subscriptions without a handler, and topics that
-// match none, get Options.DefaultHandler, once.
-func (c *core) handlersFor(topic string, hs []Handler) []Handler {
-	useDefault := true
-	c.mu.Lock()
-	for _, r := range c.routes {
-		if MatchTopic(r.match, topic) {
-			if r.handler != nil {
-				hs = append(hs, r.handler)
-				useDefault = false
-			}
-		}
-	}
-	for _, r := range c.routes {
-		if r.handler == nil && MatchTopic(r.match, topic) {
-			useDefault = true
-		}
-	}
-	c.mu.Unlock()
-	if useDefault && c.opts.DefaultHandler != nil {
-		hs = append(hs, c.opts.DefaultHandler)
-	}
-	return hs
+// counts returns the number and bytes of waiting messages and callbacks.
+func (b *inbox) counts() (int, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lenLocked(), b.bytes
 }

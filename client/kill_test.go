@@ -40,7 +40,7 @@ func TestKillRestart(t *testing.T) {
 	})
 	ctx := ctxT(t, 60*time.Second)
 	k := newCounter()
-	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "kill-sub", CleanSession: true, InboxSize: 100})
+	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "kill-sub", InboxSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestKillChild(t *testing.T) {
 	}
 	defer store.Close()
 	s, err := NewSession(netx.TCP(os.Getenv("DEVICEMQ_KILL_ADDR")), &SessionOptions{
-		Options:    Options{ClientID: "kill-pub", Store: store, MaxInflight: 5},
+		Options:    Options{ClientID: "kill-pub", PersistentSession: true, Store: store, MaxInflight: 5},
 		MinBackoff: 20 * time.Millisecond,
 	})
 	if err != nil {

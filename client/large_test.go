@@ -68,7 +68,7 @@ func TestLargePayloads(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := ctxT(t, 60*time.Second)
 			got := make(chan Message, 1)
-			c, err := Dial(ctx, d, &Options{ClientID: "large-" + name, CleanSession: true, MaxPacketSize: 2 << 20})
+			c, err := Dial(ctx, d, &Options{ClientID: "large-" + name, MaxPacketSize: 2 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,7 +9,7 @@ import (
 	"github.com/devicemq/mqtt/packet"
 )
 
-func (cn *conn) debug() bool { return cn.log.Enabled(context.Background(), slog.LevelDebug) }
+func (cn *conn) debug() bool { return cn.c.cfg.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // logPacket writes one Debug record for a control packet sent or received:
 // its type, flags, packet identifier, topic and payload size. It never logs
@@ -85,5 +85,19 @@ func (cn *conn) logPacket(dir string, p packet.Packet) {
 	case *packet.Unsuback:
 		attrs = append(attrs, slog.Int("id", int(p.PacketID)))
 	}
-	cn.log.LogAttrs(context.Background(), slog.LevelDebug, "mqtt "+dir, attrs...)
+	cn.c.cfg.log.LogAttrs(context.Background(), slog.LevelDebug, "mqtt "+dir, attrs...)
+}
+
+// newAck returns a new acknowledgement packet of type t, for the log.
+func newAck(t packet.Type, id uint16) packet.Packet {
+	switch t {
+	case packet.PUBACK:
+		return &packet.Puback{PacketID: id}
+	case packet.PUBREC:
+		return &packet.Pubrec{PacketID: id}
+	case packet.PUBREL:
+		return &packet.Pubrel{PacketID: id}
+	default:
+		return &packet.Pubcomp{PacketID: id}
+	}
 }

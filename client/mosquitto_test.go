@@ -35,7 +35,7 @@ func TestMosquitto(t *testing.T) {
 			ctx := ctxT(t, 20*time.Second)
 			id := "devicemq-" + name
 			got := make(chan Message, 16)
-			c, err := Dial(ctx, d, &Options{ClientID: id, CleanSession: true})
+			c, err := Dial(ctx, d, &Options{ClientID: id})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +139,7 @@ func TestMosquittoKeepAlive(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := ctxT(t, 20*time.Second)
 			id := "devicemq-ka-" + name
-			c, err := Dial(ctx, d, &Options{ClientID: id, CleanSession: true, KeepAlive: time.Second, PingTimeout: 500 * time.Millisecond})
+			c, err := Dial(ctx, d, &Options{ClientID: id, KeepAlive: time.Second, PingTimeout: 500 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,12 +164,12 @@ func TestMosquittoKeepAlive(t *testing.T) {
 func TestMosquittoTakeover(t *testing.T) {
 	b := mosquitto.Start(t, mosquitto.Config{})
 	ctx := ctxT(t, 10*time.Second)
-	first, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "same", CleanSession: true})
+	first, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "same"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	second, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "same", CleanSession: true})
+	second, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "same"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestMosquittoConcurrentPublish(t *testing.T) {
 	counts := map[string]int{}
 	all := make(chan struct{})
 	const goroutines, each = 20, 50
-	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "sub", CleanSession: true})
+	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "sub"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestMosquittoConcurrentPublish(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "pub", CleanSession: true})
+	pub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "pub"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestMosquittoHandlerForwards(t *testing.T) {
 	const n = 200
 	done := make(chan struct{})
 	var got atomic.Int32
-	sink, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "sink", CleanSession: true})
+	sink, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "sink"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestMosquittoHandlerForwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	var gw *Client
-	gw, err = Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "gw", CleanSession: true, InboxSize: 4, KeepAlive: 2 * time.Second})
+	gw, err = Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "gw", InboxSize: 4, KeepAlive: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestMosquittoHandlerForwards(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	src, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "src", CleanSession: true})
+	src, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "src"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -12,32 +13,38 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultKeepAlive      = 60 * time.Second
-	DefaultConnectTimeout = 30 * time.Second
-	DefaultPingTimeout    = 30 * time.Second
-	DefaultInboxSize      = 256
-	DefaultMaxInflight    = 20
-	DefaultMaxPending     = 1000
+	DefaultKeepAlive       = 60 * time.Second
+	DefaultConnectTimeout  = 30 * time.Second
+	DefaultPingTimeout     = 30 * time.Second
+	DefaultInboxSize       = 256
+	DefaultInboxBytes      = 1 << 20
+	DefaultMaxInflight     = 20
+	DefaultMaxPending      = 1000
+	DefaultMaxPendingBytes = 16 << 20
+	DefaultWriteBufferSize = 64 << 10
 )
 
 // Options configures a Client. The zero value (or nil) is usable: a
-// generated client identifier with a clean session, keep alive 60 s. Dial
-// copies the Options, so changing them afterwards has no effect.
+// generated client identifier with a clean session, keep alive 60 s, and
+// every bound at its default. Dial copies the Options, so changing them
+// afterwards has no effect.
+//
+// Every buffer and queue of a client is bounded; the package doc adds the
+// bounds up into the peak memory of one client.
 type Options struct {
 	// ClientID identifies the client to the server and keys its session
 	// (spec 3.1.3.1). When empty, Dial generates 20 characters of
-	// [0-9a-zA-Z], which every server accepts [MQTT-3.1.3-5], and connects
-	// with a clean session whatever CleanSession says, since a session
-	// stored under a random identifier could never be resumed.
+	// [0-9a-zA-Z], which every server accepts [MQTT-3.1.3-5]; a persistent
+	// session needs a ClientID of its own.
 	ClientID string
 
-	// CleanSession asks the server to discard any stored session and start
-	// a new one that ends with the connection [MQTT-3.1.2-6]. When false
-	// (the zero value), the server resumes the session stored under
-	// ClientID, and keeps it after the connection ends [MQTT-3.1.2-4]: it
-	// queues QoS 1 and 2 messages for the client meanwhile and delivers
-	// them on the next connection. Set it unless that is what you want.
-	CleanSession bool
+	// PersistentSession connects with clean session 0: the server resumes
+	// the session stored under ClientID and keeps it after the connection
+	// ends [MQTT-3.1.2-4], queueing QoS 1 and 2 messages for the client
+	// meanwhile. False, the zero value, connects with clean session 1: a new
+	// session that ends with the connection [MQTT-3.1.2-6], as paho and
+	// most clients do by default.
+	PersistentSession bool
 
 	// KeepAlive is the longest interval the client lets pass without
 	// sending a packet; when nothing was sent, or nothing received, for
@@ -53,7 +60,9 @@ type Options struct {
 	// with KeepAlive, how long one network write may block. Zero or
 	// negative means half of KeepAlive, at least 1 s and at most
 	// DefaultPingTimeout (30 s), so a dead link is noticed within about 1.5
-	// times the keep alive.
+	// times the keep alive. The wait is suspended while the client holds
+	// back reading because its handlers are behind (see InboxSize): the
+	// PINGRESP cannot be read then.
 	PingTimeout time.Duration
 
 	// ConnectTimeout bounds Dial: the network dial, any TLS or WebSocket
@@ -92,49 +101,102 @@ type Options struct {
 	// WebSocket frames separately.)
 	MaxPacketSize int
 
-	// MaxInflight is the number of QoS 1 and 2 PUBLISHes that may await
-	// their acknowledgements at once; Publish waits for room beyond it.
-	// Brokers bound what they accept from a client: mosquitto 2.0, by
-	// default, answers QoS 2 messages beyond 20 in flight with PUBREC and
-	// drops them, and MQTT 3.1.1 has no way to tell the client. Zero means
-	// DefaultMaxInflight (20), and so does a negative value; larger values
-	// are cut to 65,535.
+	// MaxInflight is the number of QoS 1 and 2 PUBLISHes (and PUBRELs) that
+	// may be written and await their acknowledgements at once; the others
+	// wait their turn, in order. Brokers bound what they accept from a
+	// client: mosquitto 2.0, by default, answers QoS 2 messages beyond 20
+	// in flight with PUBREC and drops them, and MQTT 3.1.1 has no way to
+	// tell the client. Zero or negative means DefaultMaxInflight (20);
+	// larger values are cut to 65,535.
 	MaxInflight int
 
-	// MaxPending is the number of QoS 1 and 2 messages accepted by Publish
-	// and not yet completed, in flight or waiting to be sent (while the
-	// window is full, or a Session is offline); Publish waits for room
-	// beyond it, within its context. Zero or negative means
-	// DefaultMaxPending (1000); larger values are cut to 65,535, the number
-	// of packet identifiers, which SUBSCRIBE and UNSUBSCRIBE draw from too.
-	MaxPending int
+	// MaxPending and MaxPendingBytes bound the QoS 1 and 2 messages accepted
+	// by Publish and not yet completed, in flight or waiting to be sent
+	// (while the window is full, or a Session is offline): their number,
+	// and the bytes of their topics and payloads. Publish waits for room
+	// beyond either, within its context; a message larger than
+	// MaxPendingBytes is accepted once nothing else is pending. Zero or
+	// negative means DefaultMaxPending (1000) and DefaultMaxPendingBytes
+	// (16 MiB); MaxPending is cut to 65,535, the number of packet
+	// identifiers, which SUBSCRIBE and UNSUBSCRIBE draw from too.
+	MaxPending      int
+	MaxPendingBytes int
+
+	// MaxAttempts, when positive, drops a QoS 1 or 2 message with
+	// ErrTooManyAttempts once that many connections in a row have ended
+	// while it was the oldest message written and awaiting its
+	// acknowledgement: a message that makes the server close the
+	// connection (too large for it, refused by its rules) would otherwise
+	// be sent first on every connection for ever, and hold up every message
+	// after it. The count is kept in the Store. Zero, the default, never
+	// drops a message, as the specification asks [MQTT-4.4.0-1]; a QoS 2
+	// message whose PUBREC came is never dropped.
+	MaxAttempts int
+
+	// OnDrop, if not nil, is told of every QoS 1 or 2 message the client
+	// drops before its acknowledgement, with the reason: ErrExpired,
+	// ErrTooManyAttempts or ErrDiscarded (all wrap ErrDropped). A Publish
+	// still waiting for the message returns the same error. It runs on the
+	// handler dispatcher, between handlers; m.Payload is the client's copy,
+	// which OnDrop may keep.
+	OnDrop func(m Message, err error)
 
 	// Store keeps the session's outbound QoS 1 and 2 messages and received
 	// QoS 2 packet identifiers (see Store). Nil means none: the Client or
 	// Session keeps its session in memory for as long as it lives. A
-	// MemoryStore outlives it, for the next Client to resume from. With a FileStore, a
-	// program that restarts with the same store, client identifier and
-	// clean session 0 sends again every message whose Publish was
-	// accepted, and delivers no QoS 2 message twice. The client does not
-	// close the Store.
+	// MemoryStore outlives it, for the next Client to resume from. With a
+	// FileStore, a program that restarts with the same store, client
+	// identifier and a persistent session sends again every message whose
+	// Publish was accepted, and delivers no QoS 2 message twice. The client
+	// does not close the Store.
 	Store Store
 
-	// InboxSize is the number of received messages that may wait for their
-	// handlers. When it is full the client stops reading from the network,
-	// so the server's flow control and TCP apply back-pressure, except
-	// while one of the client's own requests (a PINGREQ included) awaits its
-	// acknowledgement: then it reads on and queues beyond InboxSize, so
-	// that neither keep alive nor a handler waiting for an acknowledgement
-	// is held up. Zero or negative means DefaultInboxSize (256).
-	InboxSize int
+	// InboxSize and InboxBytes bound the received messages waiting for
+	// their handlers: their number, and their bytes (topic, payload and
+	// about 160 bytes of bookkeeping each). When InboxSize messages wait,
+	// the client stops reading from the network, so the server's flow
+	// control and TCP apply back-pressure; a message is always taken when
+	// none waits, whatever its size.
+	//
+	// One case cannot wait: a handler is running and one of the client's
+	// own requests (a Publish at QoS 1 or 2, a Subscribe, an Unsubscribe)
+	// awaits its acknowledgement on the connection. The handler may be
+	// waiting for that acknowledgement, which may be behind the unread
+	// messages. Then the client reads on, up to InboxBytes: beyond it, a
+	// QoS 0 message is dropped (at most once delivery allows it;
+	// Stats.InboundDropped counts them), and a QoS 1 or 2 message, which
+	// the server sends again after a reconnect if it is not acknowledged,
+	// waits for room. A server that keeps more than InboxBytes of QoS 1 and
+	// 2 messages unacknowledged ahead of the acknowledgement a handler
+	// waits for therefore holds that handler until its context ends;
+	// brokers bound their unacknowledged messages per client (mosquitto and
+	// VerneMQ: 20 by default), so keep InboxBytes above that many times
+	// the largest message.
+	//
+	// Zero or negative means DefaultInboxSize (256) and DefaultInboxBytes
+	// (1 MiB).
+	InboxSize  int
+	InboxBytes int
+
+	// WriteBufferSize bounds the encoded packets waiting for the network,
+	// in bytes: beyond it, everything that writes waits for the writer
+	// (Publish within its context, acknowledgements by holding back
+	// reading), so a server that stops reading meets back-pressure instead
+	// of filling memory. One packet is always taken when none waits. Zero
+	// or negative means DefaultWriteBufferSize (64 KiB).
+	WriteBufferSize int
 
 	// DefaultHandler receives messages that match no subscription's filter,
 	// such as messages of a resumed session. Nil drops them (QoS 1 and 2
-	// messages are still acknowledged [MQTT-4.5.0-2]).
+	// messages are still acknowledged [MQTT-4.5.0-2]; Stats.Unrouted counts
+	// them).
 	DefaultHandler Handler
 
 	// Logger receives a Debug record for every control packet sent and
-	// received, and Warn records for anomalies. Nil discards everything.
+	// received, and Warn records for anomalies; Warn records caused by the
+	// server (acknowledgements for identifiers not in flight, refused
+	// subscriptions, dropped messages) are limited to a few per minute,
+	// and Stats.LogsSuppressed counts the rest. Nil discards everything.
 	Logger *slog.Logger
 }
 
@@ -146,10 +208,31 @@ type Will struct {
 	Retain  bool
 }
 
-// normalize returns a copy of o with defaults filled in, and the CONNECT it
-// describes. It returns an error wrapping ErrInvalidOptions for options that
-// cannot make a valid CONNECT; nothing has been sent then.
-func (o *Options) normalize() (Options, *packet.Connect, error) {
+// config is what a client keeps of its Options once connected: the
+// bounds, with defaults filled in, and the parts it calls.
+type config struct {
+	clientID       string
+	store          Store // nil when Options.Store is
+	defaultHandler Handler
+	onDrop         func(Message, error)
+	log            *slog.Logger
+	maxPendingB    int64
+	keepAliveMS    int32 // as sent in CONNECT; 0 for off
+	pingTimeoutMS  int32
+	connectTimeout int32 // milliseconds
+	maxPacket      int32
+	maxInflight    int32
+	maxPending     int32
+	maxAttempts    int32
+	inboxSize      int32
+	inboxBytes     int32
+	writeBuffer    int32
+}
+
+// normalize returns the config o describes, with defaults filled in, and
+// its CONNECT. It returns an error wrapping ErrInvalidOptions for options
+// that cannot make a valid CONNECT; nothing has been sent then.
+func (o *Options) normalize() (config, *packet.Connect, error) {
 	var n Options
 	if o != nil {
 		n = *o
@@ -158,7 +241,21 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 		n.KeepAlive = DefaultKeepAlive
 	}
 	if n.KeepAlive > 65535*time.Second {
-		return n, nil, fmt.Errorf("%w: keep alive %v over 65535 s", ErrInvalidOptions, n.KeepAlive)
+		return config{}, nil, fmt.Errorf("%w: keep alive %v over 65535 s", ErrInvalidOptions, n.KeepAlive)
+	}
+	cfg := config{
+		store:          n.Store,
+		defaultHandler: n.DefaultHandler,
+		onDrop:         n.OnDrop,
+		log:            n.Logger,
+		maxPacket:      int32(orDefault(n.MaxPacketSize, packet.DefaultMaxSize, packet.MaxPacketSize)),
+		maxInflight:    int32(orDefault(n.MaxInflight, DefaultMaxInflight, 65535)),
+		maxPending:     int32(orDefault(n.MaxPending, DefaultMaxPending, 65535)),
+		maxPendingB:    int64(orDefault(n.MaxPendingBytes, DefaultMaxPendingBytes, math.MaxInt)),
+		maxAttempts:    int32(orDefault(n.MaxAttempts, 0, 1<<30)),
+		inboxSize:      int32(orDefault(n.InboxSize, DefaultInboxSize, 1<<30)),
+		inboxBytes:     int32(orDefault(n.InboxBytes, DefaultInboxBytes, 1<<30)),
+		writeBuffer:    int32(orDefault(n.WriteBufferSize, DefaultWriteBufferSize, 1<<30)),
 	}
 	if n.PingTimeout <= 0 {
 		n.PingTimeout = min(max(n.KeepAlive/2, time.Second), DefaultPingTimeout)
@@ -166,37 +263,26 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 	if n.ConnectTimeout <= 0 {
 		n.ConnectTimeout = DefaultConnectTimeout
 	}
-	if n.MaxPacketSize <= 0 {
-		n.MaxPacketSize = packet.DefaultMaxSize
-	}
-	n.MaxPacketSize = min(n.MaxPacketSize, packet.MaxPacketSize)
-	if n.MaxInflight <= 0 {
-		n.MaxInflight = DefaultMaxInflight
-	}
-	if n.MaxInflight > 65535 {
-		n.MaxInflight = 65535
-	}
-	if n.MaxPending <= 0 {
-		n.MaxPending = DefaultMaxPending
-	}
-	n.MaxPending = min(n.MaxPending, 65535)
-	if n.InboxSize <= 0 {
-		n.InboxSize = DefaultInboxSize
-	}
-	if n.Logger == nil {
-		n.Logger = discard
+	cfg.pingTimeoutMS = millis(n.PingTimeout)
+	cfg.connectTimeout = millis(n.ConnectTimeout)
+	if cfg.log == nil {
+		cfg.log = discard
 	}
 	if n.ClientID == "" {
+		if n.PersistentSession {
+			return config{}, nil, fmt.Errorf("%w: a persistent session needs a ClientID: one generated at random could never be resumed", ErrInvalidOptions)
+		}
 		n.ClientID = generateClientID()
-		n.CleanSession = true
 	}
+	cfg.clientID = n.ClientID
 	c := &packet.Connect{
 		ProtocolLevel: n.ProtocolLevel,
-		CleanSession:  n.CleanSession,
+		CleanSession:  !n.PersistentSession,
 		ClientID:      []byte(n.ClientID),
 	}
 	if n.KeepAlive > 0 {
 		c.KeepAlive = uint16((n.KeepAlive + time.Second - 1) / time.Second)
+		cfg.keepAliveMS = int32(c.KeepAlive) * 1000
 	}
 	if n.Username != "" {
 		c.UsernameFlag, c.Username = true, []byte(n.Username)
@@ -204,7 +290,7 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 			c.PasswordFlag, c.Password = true, n.Password
 		}
 	} else if len(n.Password) > 0 {
-		return n, nil, fmt.Errorf("%w: a password needs a user name [MQTT-3.1.2-22]", ErrInvalidOptions)
+		return config{}, nil, fmt.Errorf("%w: a password needs a user name [MQTT-3.1.2-22]", ErrInvalidOptions)
 	}
 	if w := n.Will; w != nil {
 		c.WillFlag, c.WillQoS, c.WillRetain = true, w.QoS, w.Retain
@@ -213,10 +299,33 @@ func (o *Options) normalize() (Options, *packet.Connect, error) {
 			c.WillMessage = []byte{}
 		}
 	}
-	if err := checkConnect(c, n.MaxPacketSize); err != nil {
-		return n, nil, err
+	if err := checkConnect(c, int(cfg.maxPacket)); err != nil {
+		return config{}, nil, err
 	}
-	return n, c, nil
+	return cfg, c, nil
+}
+
+// millis returns d in whole milliseconds, at least 1, at most 2^31-1 (24
+// days).
+func millis(d time.Duration) int32 {
+	return int32(min(max(d/time.Millisecond, 1), math.MaxInt32))
+}
+
+func (c *config) keepAlive() time.Duration { return time.Duration(c.keepAliveMS) * time.Millisecond }
+func (c *config) pingTimeout() time.Duration {
+	return time.Duration(c.pingTimeoutMS) * time.Millisecond
+}
+func (c *config) dialTimeout() time.Duration {
+	return time.Duration(c.connectTimeout) * time.Millisecond
+}
+
+// orDefault returns v, or def when v is zero or negative, and at most
+// limit.
+func orDefault(v, def, limit int) int {
+	if v <= 0 {
+		v = def
+	}
+	return min(v, limit)
 }
 
 // checkConnect returns an error wrapping ErrInvalidOptions when c is not a
@@ -226,9 +335,15 @@ func checkConnect(c *packet.Connect, limit int) error {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	if n := c.Size(); n > limit {
-		return fmt.Errorf("%w: %w", ErrInvalidOptions, &packet.Error{Type: packet.CONNECT, Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize", Err: packet.ErrPacketTooLarge})
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, tooLarge(packet.CONNECT, n, limit))
 	}
 	return nil
+}
+
+// tooLarge is the error for a packet of n bytes over the limit of
+// Options.MaxPacketSize.
+func tooLarge(t packet.Type, n, limit int) error {
+	return &packet.Error{Type: t, Reason: strconv.Itoa(n) + " bytes, over Options.MaxPacketSize of " + strconv.Itoa(limit), Err: packet.ErrPacketTooLarge}
 }
 
 var discard = slog.New(slog.DiscardHandler)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/devicemq/mqtt/netx"
 	"github.com/devicemq/mqtt/packet"
 )
 
@@ -44,11 +44,28 @@ type SessionOptions struct {
 	// DefaultStableAfter (30 s).
 	StableAfter time.Duration
 
+	// RetryRefused decides what the Session does when the server refuses a
+	// connection permanently (ConnackError.Permanent: CONNACK return code
+	// 1, 2, 4 or 5; a bad password does not get better by itself, and a
+	// hub may block a device that keeps trying). Nil, the default, stops
+	// the Session: Err returns the refusal (errors.As finds the
+	// *ConnackError), State is StateClosed, Done is closed, and waiting
+	// calls end as after Disconnect. Otherwise RetryRefused is called with
+	// the refusal and the number of permanent refusals in a row (1, 2,
+	// ...), and returns how long to wait before the next attempt, or a
+	// negative duration to stop as nil would. Return code 3 (server
+	// unavailable) and every other failure are retried with the backoff
+	// above.
+	RetryRefused func(err *ConnackError, refusals int) time.Duration
+
 	// OnConnect, if not nil, is called after each successful connection,
-	// with the CONNACK's session present flag; OnConnectionLost when a
-	// connection ends other than by Disconnect or Close; OnConnectError
-	// when an attempt fails. They run on the Session's own goroutine and
-	// should return quickly.
+	// with the CONNACK's session present flag, once the subscriptions the
+	// server did not keep are made again (their SUBACKs received), so that
+	// it may publish requests whose answers come on them. OnConnectionLost
+	// is called when a connection ends other than by Disconnect or Close;
+	// OnConnectError when an attempt fails. They run on the Session's own
+	// goroutine, one at a time; while one runs, the Session does not
+	// reconnect.
 	OnConnect        func(sessionPresent bool)
 	OnConnectionLost func(err error)
 	OnConnectError   func(err error)
@@ -57,40 +74,52 @@ type SessionOptions struct {
 // A Session is an MQTT client that keeps its session [MQTT-4.1.0-1] across
 // connections: it connects in the background, reconnects with backoff
 // whenever the connection is lost, and restores what the connection loss
-// would lose. When the server resumed the session (clean session 0,
+// would lose. When the server resumed the session (a persistent session,
 // session present 1), unacknowledged messages go out again with DUP and
 // their packet identifiers, in their original order [MQTT-4.4.0-1],
 // [MQTT-4.6.0-1]. When it did not (session present 0), every subscription
-// is made again and every message not yet acknowledged is sent afresh: a
-// message accepted by Publish is never dropped.
+// is made again, one filter per SUBSCRIBE, before OnConnect and before the
+// pending messages go out as new messages (without DUP) [MQTT-3.3.1-1]: a
+// message accepted by Publish is never dropped unless Options.MaxAttempts,
+// Message.Expires or Discard say so.
 //
 // While there is no connection, QoS 0 Publish fails at once with
-// ErrNotConnected, QoS 1 and 2 Publish accept messages into the store
-// (bounded by Options.MaxPending) and send them once connected, and
-// Subscribe and Unsubscribe wait for a connection within their context.
+// ErrNotConnected, QoS 1 and 2 Publish and Enqueue accept messages
+// (bounded by Options.MaxPending and MaxPendingBytes) and send them once
+// connected, and Subscribe and Unsubscribe wait for a connection within
+// their context.
 //
-// A Session is safe for concurrent use. Its goroutines are its supervisor,
-// the handler dispatcher, and the current connection's reader and writer.
+// A Session is safe for concurrent use. An idle Session runs two
+// goroutines: its supervisor and the current connection's reader; a writer
+// and a handler dispatcher run while there is something to write or
+// handle.
 type Session struct {
-	core     *core
-	d        netx.Dialer
+	c        core
+	d        Dialer
 	opts     SessionOptions
 	template packet.Connect
 
-	ctx     context.Context // ended by Disconnect
-	stop    context.CancelFunc
-	stopc   <-chan struct{} // ctx.Done()
-	stopped sync.Once
+	connectTimeout time.Duration
+
+	stopped event // Disconnect was called, or the Session stopped itself
+	ctx     context.Context
+	cancel  context.CancelFunc // ends ctx when stopped
 	current atomic.Pointer[conn]
-	done    chan struct{}
-	left    atomic.Int32
+
+	mu      sync.Mutex
+	state   State
+	changed broadcast // state changed
+	lastErr error
+	err     error // why it ended; nil while it runs
+
+	stopOnce sync.Once
 }
 
 // NewSession returns a Session that connects through d and starts its
 // first connection attempt at once. opts (nil means zero SessionOptions)
 // is copied. It fails only for invalid options (ErrInvalidOptions, a nil
 // d included) or an unreadable Store.
-func NewSession(d netx.Dialer, opts *SessionOptions) (*Session, error) {
+func NewSession(d Dialer, opts *SessionOptions) (*Session, error) {
 	if d == nil {
 		return nil, fmt.Errorf("%w: nil dialer", ErrInvalidOptions)
 	}
@@ -98,11 +127,10 @@ func NewSession(d netx.Dialer, opts *SessionOptions) (*Session, error) {
 	if opts != nil {
 		so = *opts
 	}
-	o, connect, err := so.Options.normalize()
+	cfg, connect, err := so.Options.normalize()
 	if err != nil {
 		return nil, err
 	}
-	so.Options = o
 	if so.MinBackoff <= 0 {
 		so.MinBackoff = DefaultMinBackoff
 	}
@@ -113,85 +141,142 @@ func NewSession(d netx.Dialer, opts *SessionOptions) (*Session, error) {
 	if so.StableAfter <= 0 {
 		so.StableAfter = DefaultStableAfter
 	}
-	c, err := newCore(o, false)
-	if err != nil {
+	so.Options = Options{} // the config keeps what is needed; the password goes
+	s := &Session{d: d, opts: so, template: *connect}
+	s.connectTimeout = cfg.dialTimeout()
+	if err := s.c.init(cfg, false); err != nil {
 		return nil, err
 	}
-	s := &Session{core: c, d: d, opts: so, template: *connect, done: make(chan struct{})}
-	s.ctx, s.stop = context.WithCancel(context.Background())
-	s.stopc = s.ctx.Done()
-	s.left.Store(2)
-	go func() {
-		s.supervise()
-		s.exit()
-	}()
-	go func() {
-		c.dispatch()
-		s.exit()
-	}()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.supervise()
 	return s, nil
 }
 
-func (s *Session) exit() {
-	if s.left.Add(-1) == 0 {
-		close(s.done)
-	}
-}
+func (s *Session) log() *slog.Logger { return s.c.cfg.log }
 
 // supervise connects, waits for the connection to end, and connects again,
-// until Disconnect.
+// until Disconnect or a refusal its policy does not retry.
 func (s *Session) supervise() {
-	ctx := s.ctx
+	defer func() {
+		s.c.end()
+		s.c.quiet()
+	}()
+	stop := s.stopped.wait()
 	backoff := s.opts.MinBackoff
-	for first := true; ; first = false {
-		if !first && !s.sleep(backoff) {
-			return
-		}
-		cn, err := s.connect(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
+	wait := time.Duration(0)
+	refusals := 0
+	for {
+		if wait > 0 {
+			s.setState(StateWaiting)
+			if !s.sleep(wait, stop) {
 				return
 			}
-			s.log().Warn("mqtt connect failed", slog.Any("error", err), slog.Duration("retry_in", backoff))
+		}
+		s.setState(StateConnecting)
+		cn, err := s.connect()
+		if err != nil {
+			if s.stopped.done() {
+				return
+			}
+			s.setLastErr(err)
+			var ce *ConnackError
+			if errors.As(err, &ce) && ce.Permanent() {
+				refusals++
+				d := time.Duration(-1)
+				if s.opts.RetryRefused != nil {
+					d = s.opts.RetryRefused(ce, refusals)
+				}
+				if d < 0 {
+					s.log().Warn("mqtt connection refused: the session stops", slog.Any("error", err))
+					if s.opts.OnConnectError != nil {
+						s.opts.OnConnectError(err)
+					}
+					s.end(err)
+					return
+				}
+				wait = max(d, time.Nanosecond)
+			} else {
+				wait = jitter(backoff)
+				backoff = min(2*backoff, s.opts.MaxBackoff)
+			}
+			s.log().Warn("mqtt connect failed", slog.Any("error", err), slog.Duration("retry_in", wait))
 			if s.opts.OnConnectError != nil {
 				s.opts.OnConnectError(err)
 			}
-			backoff = min(2*backoff, s.opts.MaxBackoff)
 			continue
 		}
+		refusals = 0
 		up := time.Now()
-		select {
-		case <-cn.done:
-		case <-s.stopc:
-			<-cn.done // Disconnect ends it
+		if s.restore(cn, stop) {
+			s.setState(StateConnected)
+			if s.opts.OnConnect != nil {
+				s.opts.OnConnect(cn.sessionPresent)
+			}
+		}
+		if !cn.waitDone(stop) {
+			cn.waitDone(nil) // Disconnect ends it
 			return
 		}
-		if cn.err != ErrClosed && s.opts.OnConnectionLost != nil {
-			s.opts.OnConnectionLost(cn.err)
+		if cn.err != ErrClosed {
+			s.setLastErr(cn.err)
+			if s.opts.OnConnectionLost != nil {
+				s.opts.OnConnectionLost(cn.err)
+			}
+		}
+		if s.stopped.done() {
+			return
 		}
 		if time.Since(up) >= s.opts.StableAfter {
 			backoff = s.opts.MinBackoff
-		} else {
-			backoff = min(2*backoff, s.opts.MaxBackoff)
 		}
+		wait = jitter(backoff)
+		backoff = min(2*backoff, s.opts.MaxBackoff)
 	}
 }
 
-// sleep waits for a random time between d/2 and d; it reports false when
-// the Session is stopped meanwhile.
-func (s *Session) sleep(d time.Duration) bool {
-	t := time.NewTimer(d/2 + rand.N(d/2+1))
+// jitter returns a random duration between d/2 and d.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
+
+// sleep waits for d; it reports false when the Session stops meanwhile.
+func (s *Session) sleep(d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-s.stopc:
+	case <-stop:
 		return false
 	}
 }
 
-// connect makes one connection and brings the session back onto it.
-func (s *Session) connect(ctx context.Context) (*conn, error) {
+// setState moves the Session to st, unless it is closed.
+func (s *Session) setState(st State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == StateClosed {
+		return
+	}
+	s.state = st
+	s.changed.notifyLocked()
+}
+
+// closeState records the end of the Session with err.
+func (s *Session) closeState(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state, s.err = StateClosed, err
+	s.changed.notifyLocked()
+}
+
+func (s *Session) setLastErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
+// connect makes one connection and attaches it to the session.
+func (s *Session) connect() (*conn, error) {
+	ctx := s.ctx
 	connect := s.template
 	if s.opts.Credentials != nil {
 		user, pass, err := s.opts.Credentials(ctx)
@@ -200,99 +285,195 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 		}
 		connect.UsernameFlag, connect.Username = user != "", []byte(user)
 		connect.PasswordFlag, connect.Password = user != "" && pass != nil, pass
-		if err := checkConnect(&connect, s.core.opts.MaxPacketSize); err != nil {
+		if err := checkConnect(&connect, int(s.c.cfg.maxPacket)); err != nil {
 			return nil, fmt.Errorf("mqtt: credentials: %w", err)
 		}
 	}
-	cn, err := dialConn(ctx, s.core, s.d, &connect)
+	cn, err := dialConn(ctx, &s.c, s.d, &connect, s.connectTimeout, nil)
 	if err != nil {
 		return nil, err
 	}
-	restore := s.core.attach(cn, cn.sessionPresent)
+	s.c.stats.connections.Add(1)
+	if !cn.sessionPresent {
+		s.c.forgetIn2()
+	}
+	s.c.apply(s.c.out.attach(cn, cn.sessionPresent, nil))
 	s.current.Store(cn)
 	cn.start()
-	select {
-	case <-s.stopc:
-		// Disconnect ran meanwhile and did not see this connection.
+	if s.stopped.done() {
+		// Disconnect ran meanwhile and may not have seen this connection.
 		cn.disconnect()
-	default:
-	}
-	if s.opts.OnConnect != nil {
-		s.opts.OnConnect(cn.sessionPresent)
-	}
-	// The server kept no session: subscribe again, one filter per
-	// SUBSCRIBE (IoT Hub takes no more), without waiting for the SUBACKs.
-	for _, sub := range restore {
-		r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, done: make(chan struct{}), on: cn}
-		if err := s.core.register(ctx, r); err != nil {
-			break
-		}
-		p := &packet.Subscribe{PacketID: r.id, Subscriptions: []packet.Subscription{{Filter: []byte(sub.Filter), QoS: sub.QoS}}}
-		if err := cn.send(ctx, p); err != nil {
-			s.core.unregister(r)
-			break
-		}
 	}
 	return cn, nil
 }
 
-func (s *Session) log() *slog.Logger { return s.core.log }
+// restore makes again, on cn, the subscriptions the server did not keep,
+// one filter per SUBSCRIBE (IoT Hub takes no more), then lets the pending
+// messages go: their answers may come on those subscriptions. It waits for
+// the SUBACKs, and reports false when cn ended first or the Session
+// stopped.
+func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
+	var reqs []*request
+	if !cn.sessionPresent {
+		subs, gens := s.c.rt.all()
+		for i, sub := range subs {
+			r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, gen: gens[i], done: make(chan struct{})}
+			if s.c.out.reserveID(s.ctx, r) != nil {
+				break
+			}
+			if !s.c.out.bind(r, cn) {
+				s.c.out.unregister(r)
+				break
+			}
+			p := &packet.Subscribe{PacketID: r.id, Subscriptions: []packet.Subscription{{Filter: bytesOf(sub.Filter), QoS: sub.QoS}}}
+			if cn.send(s.ctx, p) != nil {
+				s.c.out.unregister(r)
+				break
+			}
+			reqs = append(reqs, r)
+		}
+	}
+	s.c.apply(s.c.out.resumeAfterAttach(nil))
+	cn.flush()
+	closed := cn.waitClosed()
+	for _, r := range reqs {
+		select {
+		case <-r.done:
+			if r.err == nil && len(r.codes) == 1 && r.codes[0].Failed() {
+				s.log().Warn("mqtt subscription not restored: the server refused it", slog.String("filter", r.subs[0].Filter))
+			}
+		case <-closed:
+			return false
+		case <-stop:
+			return false
+		}
+	}
+	return !cn.isClosed()
+}
 
-// WaitConnected waits until the Session has a connection, or ctx ends (an
-// error wrapping ctx.Err()) or the Session is closed (ErrClosed).
+// end stops the Session from its own goroutine with err.
+func (s *Session) end(err error) {
+	s.stopOnce.Do(func() {
+		s.closeState(err)
+		s.stopped.fire()
+		s.cancel()
+		s.c.close(err)
+		s.c.in.stop()
+	})
+}
+
+// WaitConnected waits until the Session is connected, its subscriptions
+// restored (StateConnected), or ctx ends (an error wrapping ctx.Err()) or
+// the Session ends (an error wrapping Err: ErrClosed, or the refusal that
+// stopped it).
 func (s *Session) WaitConnected(ctx context.Context) error {
-	_, err := s.core.connection(ctx)
-	return err
+	s.mu.Lock()
+	for {
+		switch s.state {
+		case StateConnected:
+			s.mu.Unlock()
+			return nil
+		case StateClosed:
+			err := s.err
+			s.mu.Unlock()
+			return fmt.Errorf("mqtt: session ended: %w", err)
+		}
+		wake := s.changed.waitLocked()
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt: waiting for a connection: %w: %w", ErrNotSent, ctx.Err())
+		}
+		s.mu.Lock()
+	}
 }
 
 // ClientID returns the client identifier, generated when
 // Options.ClientID was empty.
-func (s *Session) ClientID() string { return s.core.opts.ClientID }
+func (s *Session) ClientID() string { return s.c.cfg.clientID }
 
-// Done returns a channel that is closed after Disconnect or Close, once all
-// of the Session's goroutines have exited, a running handler included.
-func (s *Session) Done() <-chan struct{} { return s.done }
+// Done returns a channel that is closed after the Session ended (by
+// Disconnect or Close, or a refusal RetryRefused does not retry), once all
+// of its goroutines are done, a running handler included.
+func (s *Session) Done() <-chan struct{} { return s.c.done.wait() }
 
-// Err returns nil while the Session runs, and ErrClosed after Disconnect or
-// Close. The errors of individual connections go to OnConnectionLost and
+// Err returns nil while the Session runs, ErrClosed after Disconnect or
+// Close, and the refusal (a *ConnackError) when one stopped it. The errors
+// of individual connections go to LastError, OnConnectionLost and
 // OnConnectError.
 func (s *Session) Err() error {
-	s.core.mu.Lock()
-	defer s.core.mu.Unlock()
-	return s.core.err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// State returns where the Session stands: connecting, connected, waiting
+// to reconnect, or closed.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// LastError returns why the last connection or connection attempt failed,
+// or nil if none has: a dial or handshake error, a *ConnackError, or the
+// error a connection was lost with. It is kept when a later connection
+// succeeds.
+func (s *Session) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
 }
 
 // Stats returns the Session's counters.
-func (s *Session) Stats() Stats { return s.core.snapshot() }
+func (s *Session) Stats() Stats { return s.c.snapshot() }
 
 // Publish sends m as Client.Publish does, over whatever connection the
-// Session has when the message can go out. A QoS 1 or 2 message accepted
-// while there is no connection is sent once there is one; Publish waits
-// for its acknowledgement across connections, within ctx. A QoS 0 message
+// Session has when the message can go out, and waits for its
+// acknowledgement across connections, within ctx. A QoS 1 or 2 message
+// accepted while there is no connection is sent once there is one; if ctx
+// ends before it was written, it is withdrawn (ErrNotSent). A QoS 0 message
 // needs a connection: without one Publish returns ErrNotConnected.
-func (s *Session) Publish(ctx context.Context, m Message) error { return s.core.publish(ctx, m) }
+func (s *Session) Publish(ctx context.Context, m Message) error { return s.c.publish(ctx, m, true) }
+
+// Enqueue accepts a QoS 1 or 2 message for sending and returns once it is
+// accepted, within ctx: it has a packet identifier and is in the Store
+// (with a FileStore, on disk), and the Session sends it, again after
+// reconnects and restarts, until the server acknowledges it or it is
+// dropped (Options.OnDrop tells; Message.Expires, Options.MaxAttempts and
+// Discard drop it). This is store and forward: the caller does not wait for
+// the network. Errors are those of Publish before acceptance (ErrNotSent,
+// packet.ErrInvalid, packet.ErrPacketTooLarge); a QoS 0 message is sent as
+// Publish sends it.
+func (s *Session) Enqueue(ctx context.Context, m Message) error {
+	return s.c.publish(ctx, m, false)
+}
 
 // Subscribe is Client.Subscribe, waiting for a connection first. The
 // subscription is made again on later connections when the server has not
 // kept the session.
 func (s *Session) Subscribe(ctx context.Context, subs ...Subscription) ([]packet.SubackCode, error) {
-	return s.core.subscribe(ctx, subs)
+	return s.c.subscribe(ctx, subs)
 }
 
 // Unsubscribe is Client.Unsubscribe, waiting for a connection first.
 func (s *Session) Unsubscribe(ctx context.Context, filters ...string) error {
-	return s.core.unsubscribe(ctx, filters)
+	return s.c.unsubscribe(ctx, filters)
 }
+
+// Discard is Client.Discard: it drops the pending messages match selects
+// and returns how many.
+func (s *Session) Discard(match func(Message) bool) int { return s.c.discard(match) }
 
 // Disconnect stops reconnecting, sends DISCONNECT on the current
 // connection, if any, after what is queued, and closes it, as
 // Client.Disconnect does. Messages accepted and not yet acknowledged stay
-// in the Store; their Publish calls return ErrConnectionLost. Without a
-// Store, those never written are dropped and their Publish calls return
-// ErrNotSent (and ErrClosed), like calls that wait for room
-// (MaxPending) or for a connection. It is
-// idempotent; when ctx ends first the connection is closed at once and the
-// error wraps ctx.Err().
+// in the Store, and their Publish calls return ErrPending; without a
+// Store, those written return ErrConnectionLost, and those never written
+// are dropped and return ErrNotSent (and ErrClosed), like calls that wait
+// for room or for a connection. It is idempotent; when ctx ends first the
+// connection is closed at once and the error wraps ctx.Err().
 //
 // Disconnect does not wait for the Session's callbacks (OnConnect,
 // OnConnectError, OnConnectionLost) and handlers, which may call it
@@ -300,25 +481,20 @@ func (s *Session) Unsubscribe(ctx context.Context, filters ...string) error {
 // before tearing down what they use.
 func (s *Session) Disconnect(ctx context.Context) error {
 	var err error
-	s.stopped.Do(func() {
-		s.core.close(ErrClosed)
-		s.stop()
+	s.stopOnce.Do(func() {
+		s.closeState(ErrClosed)
+		s.stopped.fire()
+		s.cancel()
 		if cn := s.current.Load(); cn != nil {
 			cn.disconnect()
-			select {
-			case <-cn.done:
-			case <-ctx.Done():
+			if !cn.waitDone(ctx.Done()) {
 				cn.shutdown(ErrClosed)
-				<-cn.done
+				cn.waitDone(nil)
 				err = fmt.Errorf("mqtt: disconnect: %w", ctx.Err())
 			}
 		}
-		lost := fmt.Errorf("%w (the session was closed; the message stays in the Store)", ErrConnectionLost)
-		if s.opts.Store == nil {
-			lost = fmt.Errorf("%w (the session was closed)", ErrConnectionLost)
-		}
-		s.core.failPending(lost)
-		s.core.inbox.stop()
+		s.c.close(ErrClosed)
+		s.c.in.stop()
 	})
 	return err
 }

@@ -79,7 +79,7 @@ func TestSessionFaults(t *testing.T) {
 	ctx := ctxT(t, 120*time.Second)
 	k := newCounter()
 	sub, err := NewSession(netx.TCP(b.TCPAddr), &SessionOptions{
-		Options:    Options{ClientID: "faults-sub", KeepAlive: 2 * time.Second, InboxSize: 1000},
+		Options:    Options{ClientID: "faults-sub", PersistentSession: true, KeepAlive: 2 * time.Second, InboxSize: 1000},
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -91,7 +91,7 @@ func TestSessionFaults(t *testing.T) {
 	}
 	var lost atomic.Int32
 	pub, err := NewSession(netx.TCP(fp.addr()), &SessionOptions{
-		Options:          Options{ClientID: "faults-pub", KeepAlive: 2 * time.Second},
+		Options:          Options{ClientID: "faults-pub", PersistentSession: true, KeepAlive: 2 * time.Second},
 		MinBackoff:       50 * time.Millisecond,
 		MaxBackoff:       200 * time.Millisecond,
 		OnConnectionLost: func(error) { lost.Add(1) },
@@ -166,7 +166,7 @@ func TestSessionHalfOpen(t *testing.T) {
 	lostc := make(chan error, 4)
 	up := make(chan bool, 4)
 	s, err := NewSession(netx.TCP(fp.addr()), &SessionOptions{
-		Options:          Options{ClientID: "half-open", CleanSession: true, KeepAlive: time.Second},
+		Options:          Options{ClientID: "half-open", KeepAlive: time.Second},
 		MinBackoff:       50 * time.Millisecond,
 		OnConnect:        func(sp bool) { up <- sp },
 		OnConnectionLost: func(err error) { lostc <- err },
@@ -218,7 +218,7 @@ func TestSessionOffline(t *testing.T) {
 	})
 	ctx := ctxT(t, 20*time.Second)
 	k := newCounter()
-	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "offline-sub", CleanSession: true})
+	sub, err := Dial(ctx, netx.TCP(b.TCPAddr), &Options{ClientID: "offline-sub"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestSessionOffline(t *testing.T) {
 	if _, err := sub.Subscribe(ctx, Subscription{Filter: "offline/#", QoS: 2, Handler: k.handler}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSession(netx.TCP(fp.addr()), &SessionOptions{Options: Options{ClientID: "offline", CleanSession: true}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	s, err := NewSession(netx.TCP(fp.addr()), &SessionOptions{Options: Options{ClientID: "offline"}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"slices"
 	"sync"
+	"time"
 )
 
 // StoredMessage is an outbound QoS 1 or 2 message kept in a Store from the
@@ -23,6 +24,13 @@ type StoredMessage struct {
 	// it, and only the PUBREL remains to be re-sent, never the PUBLISH
 	// again [MQTT-4.3.3-1].
 	Released bool
+	// Attempts is the number of connections that ended while the message
+	// was the oldest one written and awaiting its acknowledgement (see
+	// Options.MaxAttempts); it is stored again as it grows only when
+	// MaxAttempts is set.
+	Attempts int
+	// Expires is Message.Expires: zero for never.
+	Expires time.Time
 }
 
 // A Store keeps the client's side of a session (spec 4.1) across

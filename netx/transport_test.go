@@ -61,7 +61,7 @@ func roundTrip(t *testing.T, d netx.Dialer, id string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, d, &client.Options{ClientID: id, CleanSession: true})
+	c, err := client.Dial(ctx, d, &client.Options{ClientID: id})
 	if err != nil {
 		return err
 	}

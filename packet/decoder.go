@@ -82,6 +82,18 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.r, d.start, d.end, d.err, d.rerr = r, 0, 0, nil, nil
 }
 
+// SetMaxSize changes the size limit, in bytes and fixed header included, as
+// NewDecoder's maxSize: 0 or less means DefaultMaxSize, and values above
+// MaxPacketSize are lowered to it. It applies from the next packet on; a
+// pool of Decoders shared by streams of different limits sets it with
+// Reset.
+func (d *Decoder) SetMaxSize(maxSize int) {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	d.max = min(maxSize, MaxPacketSize)
+}
+
 // Buffered returns the number of bytes read from the stream but not yet
 // consumed by Next.
 func (d *Decoder) Buffered() int { return d.end - d.start }
@@ -95,17 +107,31 @@ func (d *Decoder) Buffered() int { return d.end - d.start }
 // ErrPacketTooLarge for a packet over the size limit; an *Error wrapping
 // ErrMalformed for a packet that breaks the specification; or the error the
 // reader returned. Every error but io.EOF from the reader at a packet
-// boundary is sticky: the stream cannot be resynchronised, and later calls
-// return the same error.
+// boundary, and a timeout, is sticky: the stream cannot be resynchronised,
+// and later calls return the same error.
+//
+// A timeout is an error from the reader with a Timeout method that returns
+// true, such as a net.Conn's when its read deadline passes
+// (os.ErrDeadlineExceeded). It is returned as it is and leaves the Decoder
+// as it was, with any part of a packet already read kept: Next may be
+// called again, once the deadline has been moved, and resumes where it
+// stopped.
 func (d *Decoder) Next() (Packet, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
 	p, err := d.next()
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && !isTimeout(err) {
 		d.err = err
 	}
 	return p, err
+}
+
+// isTimeout reports whether err is a timeout, as net.Error's Timeout
+// method tells, without importing net.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 func (d *Decoder) next() (Packet, error) {
@@ -187,7 +213,11 @@ func (d *Decoder) value(t Type) Packet {
 // peer actually sent.
 func (d *Decoder) fill(want int) error {
 	if d.rerr != nil {
-		return d.eofError(d.rerr)
+		err := d.rerr
+		if isTimeout(err) {
+			d.rerr = nil // not sticky: the next fill reads again
+		}
+		return d.eofError(err)
 	}
 	if d.start == d.end {
 		d.start, d.end = 0, 0

@@ -46,7 +46,7 @@ func TestFlowAgainstStandIn(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := client.Dial(ctx, d, &client.Options{ClientID: creds.ClientID, Username: creds.Username, Password: creds.Password, CleanSession: true})
+			c, err := client.Dial(ctx, d, &client.Options{ClientID: creds.ClientID, Username: creds.Username, Password: creds.Password})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestWrongSecretRefused(t *testing.T) {
 		"tcp": netx.TCP(hub.TCPAddr()),
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := client.Dial(ctx, d, &client.Options{ClientID: creds.ClientID, Username: creds.Username, Password: creds.Password, CleanSession: true})
+		_, err := client.Dial(ctx, d, &client.Options{ClientID: creds.ClientID, Username: creds.Username, Password: creds.Password})
 		cancel()
 		var ce *client.ConnackError
 		if !errors.Is(err, client.ErrBadUsernameOrPassword) || !errors.As(err, &ce) {
@@ -107,7 +107,7 @@ func TestServerTimeResends(t *testing.T) {
 	b := mosquitto.Start(t, mosquitto.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	responder, err := client.Dial(ctx, netx.TCP(b.TCPAddr), &client.Options{ClientID: "hub", CleanSession: true})
+	responder, err := client.Dial(ctx, netx.TCP(b.TCPAddr), &client.Options{ClientID: "hub"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestServerTimeResends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	device, err := client.Dial(ctx, netx.TCP(b.TCPAddr), &client.Options{ClientID: "Pd", CleanSession: true})
+	device, err := client.Dial(ctx, netx.TCP(b.TCPAddr), &client.Options{ClientID: "Pd"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestServerTimeTimeout(t *testing.T) {
 	b := mosquitto.Start(t, mosquitto.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	device, err := client.Dial(ctx, netx.TCP(b.TCPAddr), &client.Options{ClientID: "Pd", CleanSession: true})
+	device, err := client.Dial(ctx, netx.TCP(b.TCPAddr), &client.Options{ClientID: "Pd"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,6 @@ func (d *DeviceInfo) SessionOptions(sign *SignOptions) client.SessionOptions {
 	return client.SessionOptions{
 		Options: client.Options{
 			ClientID:      dev.ClientID(),
-			CleanSession:  true,
 			KeepAlive:     DefaultKeepAlive,
 			MaxPacketSize: MaxPacketSize,
 		},
