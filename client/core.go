@@ -210,8 +210,9 @@ func (c *core) loadOutbound(out []StoredMessage) error {
 			id: m.PacketID, kind: packet.PUBLISH, seq: m.Seq, qos: m.QoS, retain: m.Retain,
 			topic: m.Topic, payload: m.Payload, written: true, dup: true, released: m.Released,
 			attempts: int32(min(m.Attempts, 1<<30)), weight: int64(len(m.Topic) + len(m.Payload)),
-			done: make(chan struct{}),
+			done: make(chan struct{}, 1),
 		}
+		r.refs.Store(1)
 		if !m.Expires.IsZero() {
 			r.expires = m.Expires.UnixNano()
 		}
@@ -318,7 +319,10 @@ func (c *core) apply(eff []*request) {
 			}
 		}
 		if r.act&actFinish != 0 && r.done != nil {
-			close(r.done)
+			r.done <- struct{}{}
+		}
+		if r.act&actRelease != 0 {
+			r.release()
 		}
 	}
 }
@@ -586,11 +590,13 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 		}
 		return cn.sendPublish0(ctx, &p)
 	}
-	r := newPublishRequest(m)
+	r := newPublishRequest(m, wait, c.cfg.store == nil)
 	if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
+		r.noPool = true
 		return fmt.Errorf("mqtt: publish %s: %w: %w", quote(p.Topic), ErrNotSent, ErrExpired)
 	}
 	if err := c.out.reserve(ctx, r); err != nil {
+		r.noPool = true
 		return err
 	}
 	if st := c.cfg.store; st != nil {
@@ -602,35 +608,48 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 		if err != nil {
 			c.smu.Unlock()
 			c.out.unreserve(r)
+			r.noPool = true
 			return fmt.Errorf("mqtt: publish: storing the message: %w: %w", ErrNotSent, err)
 		}
-		cn, eff := c.out.enqueue(r, nil)
+		cn, alone, eff := c.out.enqueue(r, nil)
 		c.smu.Unlock()
 		c.apply(eff)
-		if cn != nil {
-			cn.flush()
-		}
+		cn.write(alone)
 	} else {
 		var buf [2]*request
-		cn, eff := c.out.enqueue(r, buf[:0])
+		cn, alone, eff := c.out.enqueue(r, buf[:0])
 		c.apply(eff)
-		if cn != nil {
-			cn.flush() // write it on this goroutine, unless a write is under way
-		}
+		cn.write(alone)
 	}
 	if !wait {
 		return nil
 	}
-	return c.await(ctx, r, "publish")
+	err := c.await(ctx, r, "publish")
+	r.release()
+	return err
 }
 
 // newPublishRequest makes the request for m, with one copy of its topic
-// and payload, kept until the last acknowledgement.
-func newPublishRequest(m Message) *request {
-	buf := make([]byte, len(m.Topic)+len(m.Payload))
+// and payload, kept until the last acknowledgement (a Store may keep it
+// longer: pool says whether the copy may be reused afterwards), and a
+// reference for the outbox and, with wait, one for the waiter.
+func newPublishRequest(m Message, wait, pool bool) *request {
+	refs := int32(1)
+	if wait {
+		refs = 2
+	}
+	r := newRequest(refs)
+	size := len(m.Topic) + len(m.Payload)
+	var buf []byte
+	if pool && size <= maxPooledMessage {
+		r.bufp = messageBuffers.Get().(*[]byte)
+		buf = (*r.bufp)[:size]
+	} else {
+		buf = make([]byte, size)
+	}
 	n := copy(buf, m.Topic)
 	copy(buf[n:], m.Payload)
-	r := &request{kind: packet.PUBLISH, qos: m.QoS, retain: m.Retain, payload: buf[n:len(buf):len(buf)], weight: int64(len(buf)), done: make(chan struct{})}
+	r.kind, r.qos, r.retain, r.payload, r.weight = packet.PUBLISH, m.QoS, m.Retain, buf[n:len(buf):len(buf)], int64(len(buf))
 	if n > 0 {
 		r.topic = unsafe.String(&buf[0], n)
 	}
@@ -681,7 +700,7 @@ func (c *core) subscribe(ctx context.Context, subs []Subscription) ([]packet.Sub
 		}
 		p.Subscriptions[i] = packet.Subscription{Filter: bytesOf(s.Filter), QoS: s.QoS}
 	}
-	r := &request{kind: packet.SUBSCRIBE, subs: append([]Subscription(nil), subs...), done: make(chan struct{})}
+	r := &request{kind: packet.SUBSCRIBE, subs: append([]Subscription(nil), subs...), done: make(chan struct{}, 1), noPool: true}
 	if err := c.request(ctx, r, p, &p.PacketID, "subscribe"); err != nil {
 		return nil, err
 	}
@@ -711,7 +730,7 @@ func (c *core) unsubscribe(ctx context.Context, filters []string) error {
 		}
 		p.Filters[i] = bytesOf(f)
 	}
-	r := &request{kind: packet.UNSUBSCRIBE, filters: append([]string(nil), filters...), done: make(chan struct{})}
+	r := &request{kind: packet.UNSUBSCRIBE, filters: append([]string(nil), filters...), done: make(chan struct{}, 1), noPool: true}
 	return c.request(ctx, r, p, &p.PacketID, "unsubscribe")
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -45,8 +46,47 @@ type request struct {
 	// Outcome.
 	act     reqAction // work left for the outbox's caller
 	err     error
-	settled bool // err is final; done closes once the work in act is done
-	done    chan struct{}
+	settled bool          // err is final; done is signalled once the work in act is done
+	done    chan struct{} // capacity 1: signalled once, by a send, for the one waiter
+	refs    atomic.Int32  // PUBLISH: the waiter and the outbox, until each is done with it
+	bufp    *[]byte       // the pooled buffer topic and payload are in, if any
+	noPool  bool          // never to be reused (see release)
+}
+
+// maxPooledMessage is the largest topic and payload, in bytes, copied into
+// a pooled buffer (without a Store, which may keep the copy).
+const maxPooledMessage = 512
+
+var messageBuffers = sync.Pool{New: func() any { b := make([]byte, maxPooledMessage); return &b }}
+
+// requests holds PUBLISH requests for reuse, each with its done channel:
+// the steady state of QoS 1 and 2 publishing makes neither.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// newRequest returns a PUBLISH request with refs references.
+func newRequest(refs int32) *request {
+	r := requests.Get().(*request)
+	r.refs.Store(refs)
+	return r
+}
+
+// release drops one reference to r; the last one gives r back to the pool.
+// A request that a message dropped on the wire keeps (a zombie) is not
+// reused: its identifier outlives its outcome.
+func (r *request) release() {
+	if r.refs.Add(-1) != 0 || r.noPool {
+		return
+	}
+	select {
+	case <-r.done: // signalled after its waiter left
+	default:
+	}
+	if r.bufp != nil {
+		messageBuffers.Put(r.bufp)
+	}
+	done := r.done
+	*r = request{done: done}
+	requests.Put(r)
 }
 
 // reqAction is work the outbox leaves to its caller, to do without its lock:
@@ -59,6 +99,7 @@ const (
 	actPut                           // Store: PutOutbound (attempts changed)
 	actDrop                          // OnDrop and Stats.Dropped, with err
 	actUnroute                       // UNSUBACK: remove the filters' routes
+	actRelease                       // the outbox is done with the request
 )
 
 // message returns the message r carries, sharing its payload.
@@ -264,8 +305,11 @@ func (o *outbox) unbindLocked(r *request) {
 
 // enqueue queues r, a reserved PUBLISH (stored first, when there is a
 // Store), and writes what the window lets go on the current connection. It
-// returns that connection, for the caller to flush.
-func (o *outbox) enqueue(r *request, eff []*request) (*conn, []*request) {
+// returns that connection, for the caller to write to, and whether r is
+// alone in flight there: then the caller writes it at once, on its own
+// goroutine; otherwise the writer goroutine takes it, together with what
+// else comes meanwhile.
+func (o *outbox) enqueue(r *request, eff []*request) (*conn, bool, []*request) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if r.seq == 0 {
@@ -275,10 +319,10 @@ func (o *outbox) enqueue(r *request, eff []*request) (*conn, []*request) {
 	o.linkLocked(r)
 	if o.closed {
 		// Closed since reserve: the message ends as the others did.
-		return nil, o.closeOneLocked(r, eff)
+		return nil, false, o.closeOneLocked(r, eff)
 	}
 	eff = o.sendLocked(eff)
-	return o.cn, eff
+	return o.cn, o.inflight == 1 && r.onWire, eff
 }
 
 func (o *outbox) linkLocked(r *request) {
@@ -339,9 +383,9 @@ func (o *outbox) completeLocked(r *request, eff []*request) []*request {
 	if !r.zombie {
 		o.releaseLocked(r)
 	}
-	act := reqAction(0)
+	act := actRelease
 	if o.c().cfg.store != nil {
-		act = actDelete
+		act |= actDelete
 	}
 	if r.zombie {
 		// Dropped already; its waiter and OnDrop were told then.
@@ -357,13 +401,14 @@ func (o *outbox) completeLocked(r *request, eff []*request) []*request {
 func (o *outbox) dropLocked(r *request, err error, eff []*request) []*request {
 	o.unlinkLocked(r)
 	o.releaseLocked(r)
+	act := actDrop
 	if r.onWire {
-		r.zombie = true
+		r.zombie, r.noPool = true, true
 	} else {
 		o.ids.free(r)
 		o.changed.notifyLocked()
+		act |= actRelease
 	}
-	act := actDrop
 	if o.c().cfg.store != nil {
 		act |= actDelete
 	}
@@ -535,9 +580,9 @@ func (o *outbox) withdraw(r *request, eff []*request) ([]*request, bool, bool) {
 	o.ids.free(r)
 	o.changed.notifyLocked()
 	o.releaseLocked(r)
-	act := reqAction(0)
+	act := actRelease
 	if o.c().cfg.store != nil {
-		act = actDelete
+		act |= actDelete
 	}
 	return settleLocked(r, nil, act, eff), true, false
 }
@@ -713,7 +758,7 @@ func (o *outbox) closeOneLocked(r *request, eff []*request) []*request {
 		if cause != ErrClosed {
 			err = fmt.Errorf("%w: the connection ended before it was written: %w", ErrNotSent, cause)
 		}
-		return settleLocked(r, err, 0, eff)
+		return settleLocked(r, err, actRelease, eff)
 	default:
 		return settleLocked(r, lostError(cause), 0, eff)
 	}

@@ -317,7 +317,7 @@ func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 	if !cn.sessionPresent {
 		subs, gens := s.c.rt.all()
 		for i, sub := range subs {
-			r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, gen: gens[i], done: make(chan struct{})}
+			r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, gen: gens[i], done: make(chan struct{}, 1), noPool: true}
 			if s.c.out.reserveID(s.ctx, r) != nil {
 				break
 			}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/devicemq/mqtt/packet"
@@ -268,6 +269,18 @@ func (cn *conn) kickLocked() {
 	go cn.writeFn()
 }
 
+// write gets what is queued written: on this goroutine when now is true
+// (flush), else by the writer goroutine (kick). cn may be nil.
+func (cn *conn) write(now bool) {
+	switch {
+	case cn == nil:
+	case now:
+		cn.flush()
+	default:
+		cn.kick()
+	}
+}
+
 // kick is kickLocked for callers without wmu.
 func (cn *conn) kick() {
 	cn.wmu.Lock()
@@ -301,8 +314,16 @@ func (cn *conn) flushLocked() {
 // writeLoop is the writer goroutine: it writes until nothing is queued, or
 // another goroutine is writing (which then looks for more itself).
 func (cn *conn) writeLoop() {
+	// Let the goroutines that are ready to queue packets (publishers woken
+	// by acknowledgements) do so first: one write takes them all.
 	cn.wmu.Lock()
 	for !cn.writing && cn.wbuf != nil && cn.state != connClosed {
+		cn.wmu.Unlock()
+		runtime.Gosched()
+		cn.wmu.Lock()
+		if cn.writing || cn.wbuf == nil || cn.state == connClosed {
+			break
+		}
 		err, disconnected := cn.writeLocked()
 		resume := cn.wantRoom && err == nil
 		cn.wantRoom = false
