@@ -81,6 +81,7 @@ type rareState struct {
 	unrouted, unexpectedAcks atomic.Uint64
 	logsSuppressed           atomic.Uint64
 	log                      rate.Sometimes
+	closeErr                 error // why the outbox was closed; under its lock
 }
 
 // rareCounts returns the rare counters, made on first use.
@@ -322,7 +323,7 @@ func (c *core) apply(eff []*request) {
 			r.done <- struct{}{}
 		}
 		if r.act&actRelease != 0 {
-			r.release()
+			c.out.release(r)
 		}
 	}
 }
@@ -590,7 +591,7 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 		}
 		return cn.sendPublish0(ctx, &p)
 	}
-	r := newPublishRequest(m, wait, c.cfg.store == nil)
+	r := c.newPublishRequest(m, wait)
 	if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
 		r.noPool = true
 		return fmt.Errorf("mqtt: publish %s: %w: %w", quote(p.Topic), ErrNotSent, ErrExpired)
@@ -625,23 +626,23 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 		return nil
 	}
 	err := c.await(ctx, r, "publish")
-	r.release()
+	c.out.release(r)
 	return err
 }
 
 // newPublishRequest makes the request for m, with one copy of its topic
 // and payload, kept until the last acknowledgement (a Store may keep it
-// longer: pool says whether the copy may be reused afterwards), and a
-// reference for the outbox and, with wait, one for the waiter.
-func newPublishRequest(m Message, wait, pool bool) *request {
+// longer, so then the copy is never reused), and a reference for the
+// outbox and, with wait, one for the waiter.
+func (c *core) newPublishRequest(m Message, wait bool) *request {
 	refs := int32(1)
 	if wait {
 		refs = 2
 	}
-	r := newRequest(refs)
+	r := c.out.newRequest(refs)
 	size := len(m.Topic) + len(m.Payload)
 	var buf []byte
-	if pool && size <= maxPooledMessage {
+	if c.cfg.store == nil && size <= maxPooledMessage {
 		r.bufp = messageBuffers.Get().(*[]byte)
 		buf = (*r.bufp)[:size]
 	} else {

@@ -59,21 +59,33 @@ const maxPooledMessage = 512
 
 var messageBuffers = sync.Pool{New: func() any { b := make([]byte, maxPooledMessage); return &b }}
 
-// requests holds PUBLISH requests for reuse, each with its done channel:
-// the steady state of QoS 1 and 2 publishing makes neither.
-var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+// maxFreeRequests is the number of completed PUBLISH requests an outbox
+// keeps for reuse, with their done channels, so that steady QoS 1 and 2
+// publishing makes neither. The list is the outbox's own, not a global
+// pool: a channel made inside a testing/synctest bubble must not be used
+// outside it, and a client lives in one.
+const maxFreeRequests = 8
 
 // newRequest returns a PUBLISH request with refs references.
-func newRequest(refs int32) *request {
-	r := requests.Get().(*request)
+func (o *outbox) newRequest(refs int32) *request {
+	o.mu.Lock()
+	r := o.free
+	if r != nil {
+		o.free, r.next = r.next, nil
+		o.nfree--
+	}
+	o.mu.Unlock()
+	if r == nil {
+		r = &request{done: make(chan struct{}, 1)}
+	}
 	r.refs.Store(refs)
 	return r
 }
 
-// release drops one reference to r; the last one gives r back to the pool.
-// A request that a message dropped on the wire keeps (a zombie) is not
-// reused: its identifier outlives its outcome.
-func (r *request) release() {
+// release drops one of r's references; with the last one r goes to o's
+// free list. A request that a message dropped on the wire keeps (a zombie)
+// is not reused: its identifier outlives its outcome.
+func (o *outbox) release(r *request) {
 	if r.refs.Add(-1) != 0 || r.noPool {
 		return
 	}
@@ -85,8 +97,14 @@ func (r *request) release() {
 		messageBuffers.Put(r.bufp)
 	}
 	done := r.done
-	*r = request{done: done}
-	requests.Put(r)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.nfree >= maxFreeRequests {
+		return
+	}
+	*r = request{done: done, next: o.free}
+	o.free = r
+	o.nfree++
 }
 
 // reqAction is work the outbox leaves to its caller, to do without its lock:
@@ -153,17 +171,18 @@ type outbox struct {
 	head, tail *request // accepted PUBLISHes, oldest first [MQTT-4.6.0-1]
 	cursor     *request // the first of them not written on the current connection; nil when all are
 	cn         *conn    // the current connection; nil while there is none
+	free       *request // completed requests for reuse, linked by next
 	// changed wakes whoever waits for room among pending messages, for a
 	// packet identifier or for a connection; they look again.
 	changed broadcast
-	err     *error // why the outbox was closed (kept aside: most clients never get there)
-	weight  int64  // bytes of the pending messages (MaxPendingBytes)
+	weight  int64 // bytes of the pending messages (MaxPendingBytes)
 	seq     uint64
 	ids     idSpace
 
 	inflight int32 // PUBLISHes and PUBRELs written on the current connection and unacknowledged
 	count    int32 // accepted PUBLISHes not yet completed or dropped (MaxPending)
 	onConn   int32 // SUBSCRIBEs and UNSUBSCRIBEs bound to cn and unacknowledged
+	nfree    int8
 	lastID   uint16
 	blocked  bool // the window stopped for lack of room in cn's write buffer
 	holding  bool // attached, and nothing to be written before resumeAfterAttach
@@ -719,7 +738,8 @@ func (o *outbox) close(err error, eff []*request) []*request {
 }
 
 func (o *outbox) closeLocked(err error, eff []*request) []*request {
-	o.closed, o.err = true, &err
+	o.closed = true
+	o.c().rareCounts().closeErr = err
 	o.changed.notifyLocked()
 	o.changed.notifyLocked()
 	o.changed.notifyLocked()
@@ -731,12 +751,13 @@ func (o *outbox) closeLocked(err error, eff []*request) []*request {
 	return eff
 }
 
-// closeOneLocked tells r's waiter, the client having ended with o.err:
+// closeOneLocked tells r's waiter, the client having ended (with the
+// error close recorded):
 // kept by a Store, r stays there for the next client (ErrPending); never
 // written and kept by none, it is withdrawn (ErrNotSent); written and kept
 // by none, its outcome is unknown (ErrConnectionLost).
 func (o *outbox) closeOneLocked(r *request, eff []*request) []*request {
-	cause := *o.err
+	cause := o.c().rareCounts().closeErr
 	switch {
 	case o.c().cfg.store != nil:
 		err := fmt.Errorf("%w: the client ended and the message stays in the Store: %w", ErrPending, cause)
