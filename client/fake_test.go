@@ -56,6 +56,14 @@ type peer struct {
 	t    testing.TB
 	conn net.Conn
 	dec  *packet.Decoder
+	wait time.Duration // how long next waits; 5 s when zero
+}
+
+func (p *peer) timeout() time.Duration {
+	if p.wait == 0 {
+		return 5 * time.Second
+	}
+	return p.wait
 }
 
 // accept waits for the next connection.
@@ -74,7 +82,7 @@ func (f *fakeBroker) accept() *peer {
 // next reads the next packet the client sent, within 5 s.
 func (p *peer) next() packet.Packet {
 	p.t.Helper()
-	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p.conn.SetReadDeadline(time.Now().Add(p.timeout()))
 	pk, err := p.dec.Next()
 	if err != nil {
 		p.t.Fatalf("fake broker: reading: %v", err)
@@ -125,7 +133,7 @@ func (p *peer) raw(b []byte) {
 // expectEOF waits for the client to close the connection.
 func (p *peer) expectEOF() {
 	p.t.Helper()
-	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p.conn.SetReadDeadline(time.Now().Add(p.timeout()))
 	for {
 		_, err := p.dec.Next()
 		if err == nil {
