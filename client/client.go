@@ -107,7 +107,7 @@ func Dial(ctx context.Context, d Dialer, opts *Options) (*Client, error) {
 		return nil, err
 	}
 	cl.cn = cn
-	cl.c.stats.connections.Add(1)
+	cl.c.connected()
 	if !cn.sessionPresent {
 		cl.c.forgetIn2()
 	}
@@ -136,9 +136,7 @@ func (cl *Client) Done() <-chan struct{} { return cl.c.done.wait() }
 // saying "connection lost", ErrPingTimeout, a *packet.Error,
 // ErrProtocolViolation).
 func (cl *Client) Err() error {
-	cl.cn.wmu.Lock()
-	defer cl.cn.wmu.Unlock()
-	return cl.cn.err
+	return cl.cn.error()
 }
 
 // State returns StateConnected until the connection ends, then

@@ -306,6 +306,13 @@ func (cn *conn) waitClosed() <-chan struct{} {
 	return cn.ended.waitLocked()
 }
 
+// error returns why the connection ended, or nil while it is up.
+func (cn *conn) error() error {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	return cn.err
+}
+
 // isClosed reports whether the connection has ended.
 func (cn *conn) isClosed() bool {
 	cn.wmu.Lock()

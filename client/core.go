@@ -29,6 +29,10 @@ import (
 //   - the Store, called only here, one call at a time (smu), never under
 //     another part's lock.
 //
+// The parts call one another only through methods; what they all read
+// directly is cfg, fixed once the core is set up, and stats, atomic
+// counters.
+//
 // Lock order: smu, then the outbox's lock, then a conn's write lock or the
 // inbox's lock. The router's lock is taken alone.
 type core struct {
@@ -60,8 +64,8 @@ func (c *core) quiet() {
 // Client ends with its connection; a Session's supervisor watches its
 // connections itself.
 func (c *core) connDone(cn *conn) {
-	if c.out.lossFail {
-		c.close(cn.err)
+	if c.out.endsWithConn() {
+		c.close(cn.error())
 		c.end()
 		c.quiet()
 	}
@@ -129,10 +133,13 @@ type Stats struct {
 
 // init sets c up, in the Client or Session that holds it, and loads the
 // Store.
+// connected counts a connection made.
+func (c *core) connected() { c.stats.connections.Add(1) }
+
 func (c *core) init(cfg config, lossFail bool) error {
 	c.cfg = cfg
 	c.left.Store(2)
-	c.out.lossFail = lossFail
+	c.out.init(lossFail)
 	if cfg.store == nil {
 		return nil
 	}
@@ -217,11 +224,8 @@ func (c *core) loadOutbound(out []StoredMessage) error {
 		if !m.Expires.IsZero() {
 			r.expires = m.Expires.UnixNano()
 		}
-		if int(c.out.count) >= int(c.cfg.maxPending) {
-			return fmt.Errorf("mqtt: session store holds more than MaxPending (%d) messages", c.cfg.maxPending)
-		}
 		if !c.out.load(r) {
-			return fmt.Errorf("mqtt: session store: bad message %d (packet identifier %d)", m.Seq, m.PacketID)
+			return fmt.Errorf("mqtt: session store: message %d (packet identifier %d) is a duplicate or beyond MaxPending (%d)", m.Seq, m.PacketID, c.cfg.maxPending)
 		}
 	}
 	return nil
@@ -791,7 +795,7 @@ func (c *core) discard(match func(Message) bool) int {
 	eff := c.out.discard(match, nil)
 	n := 0
 	for _, r := range eff {
-		if r.act&actDrop != 0 {
+		if r.act&actDrop != 0 && r.err == ErrDiscarded {
 			n++
 		}
 	}

@@ -182,6 +182,7 @@ type outbox struct {
 	inflight int32 // PUBLISHes and PUBRELs written on the current connection and unacknowledged
 	count    int32 // accepted PUBLISHes not yet completed or dropped (MaxPending)
 	onConn   int32 // SUBSCRIBEs and UNSUBSCRIBEs bound to cn and unacknowledged
+	queued   int32 // accepted PUBLISHes in the list, not dropped (Stats.Pending)
 	nfree    int8
 	lastID   uint16
 	blocked  bool // the window stopped for lack of room in cn's write buffer
@@ -206,10 +207,19 @@ func (o *outbox) nextSeq() uint64 {
 	return s
 }
 
+// init sets how requests end with a connection: a Client's fail with it
+// (lossFail), a Session's wait for the next.
+func (o *outbox) init(lossFail bool) { o.lossFail = lossFail }
+
+// endsWithConn reports whether the outbox ends with its connection
+// (Client).
+func (o *outbox) endsWithConn() bool { return o.lossFail }
+
 // load puts a message of the Store back into the queue, before any
-// connection. It reports false for a message it cannot take.
+// connection. It reports false for a message it cannot take: a bad or
+// duplicate packet identifier, or more than MaxPending messages.
 func (o *outbox) load(r *request) bool {
-	if !o.ids.put(r, &o.lastID) {
+	if o.count >= o.c().cfg.maxPending || !o.ids.put(r, &o.lastID) {
 		return false
 	}
 	o.count++
@@ -346,6 +356,7 @@ func (o *outbox) enqueue(r *request, eff []*request) (*conn, bool, []*request) {
 
 func (o *outbox) linkLocked(r *request) {
 	r.queued = true
+	o.queued++
 	r.prev = o.tail
 	if o.tail != nil {
 		o.tail.next = r
@@ -361,6 +372,9 @@ func (o *outbox) linkLocked(r *request) {
 func (o *outbox) unlinkLocked(r *request) {
 	if !r.queued {
 		return
+	}
+	if !r.zombie {
+		o.queued--
 	}
 	if o.cursor == r {
 		o.cursor = r.next
@@ -407,7 +421,11 @@ func (o *outbox) completeLocked(r *request, eff []*request) []*request {
 		act |= actDelete
 	}
 	if r.zombie {
-		// Dropped already; its waiter and OnDrop were told then.
+		// Dropped already; its waiter and OnDrop were told then. A
+		// released QoS 2 message's record goes now.
+		if r.released && o.c().cfg.store != nil {
+			eff = append(eff, &request{act: actDelete, seq: r.seq, settled: true, noPool: true})
+		}
 		return eff
 	}
 	return settleLocked(r, nil, act, eff)
@@ -417,7 +435,24 @@ func (o *outbox) completeLocked(r *request, eff []*request) []*request {
 // ErrDropped). A message on the wire keeps its identifier, and its place
 // in the window, until its acknowledgement or the connection's end, so
 // that a late acknowledgement never completes another message.
+//
+// A QoS 2 message that was written is released instead of forgotten: the
+// server may hold its identifier, awaiting a PUBREL [MQTT-4.3.3-1], and
+// would take a new message under it for a duplicate. It stays queued as a
+// PUBREL to send (on this connection once its PUBREC comes, or on the
+// next), and its PUBCOMP frees the identifier. The server may deliver it
+// then, as it may have already.
 func (o *outbox) dropLocked(r *request, err error, eff []*request) []*request {
+	if r.qos == 2 && r.written && !r.released {
+		o.releaseLocked(r)
+		o.queued--
+		r.zombie, r.noPool, r.released = true, true, true
+		act := actDrop
+		if o.c().cfg.store != nil {
+			act |= actPut
+		}
+		return settleLocked(r, err, act, eff)
+	}
 	o.unlinkLocked(r)
 	o.releaseLocked(r)
 	act := actDrop
@@ -674,7 +709,8 @@ func (o *outbox) detach(cn *conn, cause error, eff []*request) []*request {
 	defer o.mu.Unlock()
 	if o.cn == cn {
 		o.cn = nil
-		if h := o.head; h != nil && h.onWire {
+		if h := o.head; h != nil && h.onWire && cause != ErrClosed {
+			// A connection the client closed is no attempt.
 			h.attempts++
 			switch {
 			case o.c().cfg.maxAttempts > 0 && h.attempts >= o.c().cfg.maxAttempts && !h.released:
@@ -826,9 +862,10 @@ func (o *outbox) awaitingOn(cn *conn) bool {
 	return o.cn == cn && (o.inflight > 0 || o.onConn > 0)
 }
 
-// counts returns the window's use, and the pending messages and bytes.
+// counts returns the window's use, and the pending messages (queued in
+// acceptance order) and their bytes.
 func (o *outbox) counts() (inflight, pending int, weight int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return int(o.inflight), int(o.count), o.weight
+	return int(o.inflight), int(o.queued), o.weight
 }

@@ -217,10 +217,10 @@ func (s *Session) supervise() {
 			cn.waitDone(nil) // Disconnect ends it
 			return
 		}
-		if cn.err != ErrClosed {
-			s.setLastErr(cn.err)
+		if cn.error() != ErrClosed {
+			s.setLastErr(cn.error())
 			if s.opts.OnConnectionLost != nil {
-				s.opts.OnConnectionLost(cn.err)
+				s.opts.OnConnectionLost(cn.error())
 			}
 		}
 		if s.stopped.done() {
@@ -293,7 +293,7 @@ func (s *Session) connect() (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.c.stats.connections.Add(1)
+	s.c.connected()
 	if !cn.sessionPresent {
 		s.c.forgetIn2()
 	}
