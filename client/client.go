@@ -30,8 +30,11 @@ type Message struct {
 	// worth sending: one that has not gone out (or must go out again
 	// after a reconnect) by then is dropped with ErrExpired (see
 	// Options.OnDrop), and Publish refuses one already past with
-	// ErrNotSent. It is kept in the Store. MQTT 3.1.1 carries no expiry:
-	// the server never sees it, and it is zero on received messages.
+	// ErrNotSent. The client looks when the message's turn to be written
+	// comes, so a Session offline drops it, and tells its waiter, at the
+	// next connection. It is kept in the Store. MQTT 3.1.1 carries no
+	// expiry: the server never sees it, and it is zero on received
+	// messages.
 	Expires time.Time
 }
 

@@ -669,15 +669,12 @@ func (o *outbox) attach(cn *conn, sp bool, eff []*request) []*request {
 	o.cn = cn
 	o.inflight = 0
 	o.blocked = false
-	now := time.Now().UnixNano()
 	for r := o.head; r != nil; {
 		next := r.next
 		r.onWire = false
 		switch {
 		case !sp && r.released:
 			eff = o.completeLocked(r, eff)
-		case !r.released && expired(r, now):
-			eff = o.dropLocked(r, ErrExpired, eff)
 		case !sp:
 			r.dup = false
 		}

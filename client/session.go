@@ -51,8 +51,9 @@ type SessionOptions struct {
 	// the Session: Err returns the refusal (errors.As finds the
 	// *ConnackError), State is StateClosed, Done is closed, and waiting
 	// calls end as after Disconnect. Otherwise RetryRefused is called with
-	// the refusal and the number of permanent refusals in a row (1, 2,
-	// ...), and returns how long to wait before the next attempt, or a
+	// the refusal and the number of permanent refusals since the last
+	// successful connection (1, 2, ...; other failures in between do not
+	// reset it), and returns how long to wait before the next attempt, or a
 	// negative duration to stop as nil would. Return code 3 (server
 	// unavailable) and every other failure are retried with the backoff
 	// above.
