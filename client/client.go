@@ -238,7 +238,7 @@ func (cl *Client) Discard(match func(Message) bool) int { return cl.c.discard(ma
 // When ctx ends first, the connection is closed at once and the error wraps
 // ctx.Err(). Disconnect is idempotent and safe to call concurrently with
 // anything, a connection loss included; after the connection has ended it
-// returns nil.
+// returns nil. Once it has returned, the client calls its Store no more.
 func (cl *Client) Disconnect(ctx context.Context) error {
 	defer cl.c.in.stop()
 	cl.cn.disconnect()

@@ -161,7 +161,7 @@ func (c *core) init(cfg config, lossFail bool) error {
 func (c *core) forgetIn2() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	if c.in2 == nil {
+	if c.in2 == nil || c.closedLocked() {
 		return
 	}
 	for i, w := range c.in2 {
@@ -562,8 +562,20 @@ func (c *core) resumeWindow(cn *conn) {
 
 // close ends the client with err, once: nothing more is accepted, and every
 // accepted message's waiter learns its fate.
+//
+// Once it returns, the client calls the Store no more: a Store call under
+// way ends first (smu), and later ones find the outbox closed.
 func (c *core) close(err error) {
 	c.apply(c.out.close(err, nil))
+	c.smu.Lock()
+	c.smu.Unlock() // a barrier: see above
+}
+
+// closedLocked reports, with smu held, whether the client is closed: the
+// Store is not to be called any more.
+func (c *core) closedLocked() bool {
+	_, closed := c.out.current()
+	return closed
 }
 
 // publish is Publish and Enqueue for Client and Session; with wait false it
@@ -608,6 +620,12 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 		// Stored before it can be sent, in sequence order, so that re-sends
 		// after a restart keep the order of the first sends.
 		c.smu.Lock()
+		if c.closedLocked() {
+			c.smu.Unlock()
+			c.out.unreserve(r)
+			r.noPool = true
+			return errClosedNotSent
+		}
 		r.seq = c.out.nextSeq()
 		err := st.PutOutbound(r.stored())
 		if err != nil {

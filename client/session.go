@@ -294,6 +294,13 @@ func (s *Session) connect() (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.stopped.done() {
+		// Disconnect came during the handshake: this connection is not
+		// used, and the Store not touched.
+		cn.nc.Close()
+		cn.releaseDecoder()
+		return nil, errClosedNotSent
+	}
 	s.c.connected()
 	if !cn.sessionPresent {
 		s.c.forgetIn2()
@@ -364,9 +371,10 @@ func (s *Session) end(err error) {
 }
 
 // WaitConnected waits until the Session is connected, its subscriptions
-// restored (StateConnected), or ctx ends (an error wrapping ctx.Err()) or
-// the Session ends (an error wrapping Err: ErrClosed, or the refusal that
-// stopped it).
+// restored (StateConnected), or ctx ends (an error wrapping ctx.Err() and
+// ErrNotSent, and LastError when there is one, so that errors.As finds a
+// *ConnackError), or the Session ends (an error wrapping Err: ErrClosed, or
+// the refusal that stopped it).
 func (s *Session) WaitConnected(ctx context.Context) error {
 	s.mu.Lock()
 	for {
@@ -384,6 +392,9 @@ func (s *Session) WaitConnected(ctx context.Context) error {
 		select {
 		case <-wake:
 		case <-ctx.Done():
+			if last := s.LastError(); last != nil {
+				return fmt.Errorf("mqtt: waiting for a connection: %w: %w (last attempt: %w)", ErrNotSent, ctx.Err(), last)
+			}
 			return fmt.Errorf("mqtt: waiting for a connection: %w: %w", ErrNotSent, ctx.Err())
 		}
 		s.mu.Lock()
@@ -475,6 +486,9 @@ func (s *Session) Discard(match func(Message) bool) int { return s.c.discard(mat
 // are dropped and return ErrNotSent (and ErrClosed), like calls that wait
 // for room or for a connection. It is idempotent; when ctx ends first the
 // connection is closed at once and the error wraps ctx.Err().
+//
+// Once Disconnect has returned, the Session calls its Store no more: the
+// Store may be closed.
 //
 // Disconnect does not wait for the Session's callbacks (OnConnect,
 // OnConnectError, OnConnectionLost) and handlers, which may call it
