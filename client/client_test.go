@@ -233,32 +233,34 @@ func TestConnectTimeout(t *testing.T) {
 	})
 }
 
-// TestKeepAlive: PINGREQ when idle for the keep alive interval; the
-// connection stays up while PINGRESPs come.
+// TestKeepAlive: PINGREQ when idle for the keep alive interval, exactly;
+// the connection stays up while PINGRESPs come.
 func TestKeepAlive(t *testing.T) {
-	c, p := dialFake(t, &Options{ClientID: "ka", KeepAlive: time.Second})
-	for range 2 {
-		p.expect(packet.PINGREQ)
-		p.send(&packet.Pingresp{})
-	}
-	if err := c.Err(); err != nil {
-		t.Fatalf("connection ended: %v", err)
-	}
+	tmBubble(t, func(t *testing.T) {
+		c, p, _ := dialPipe(t, &Options{ClientID: "ka", KeepAlive: time.Second}, nil)
+		start := time.Now()
+		for i := 1; i <= 3; i++ {
+			tmExpectAt(t, p, packet.PINGREQ, start, time.Duration(i)*time.Second)
+			p.send(&packet.Pingresp{})
+		}
+		if err := c.Err(); err != nil {
+			t.Fatalf("connection ended: %v", err)
+		}
+	})
 }
 
-// TestPingTimeout: no PINGRESP closes the connection with ErrPingTimeout.
+// TestPingTimeout: no PINGRESP closes the connection with ErrPingTimeout,
+// exactly PingTimeout after the PINGREQ.
 func TestPingTimeout(t *testing.T) {
-	c, p := dialFake(t, &Options{ClientID: "pt", KeepAlive: time.Second, PingTimeout: 200 * time.Millisecond})
-	p.expect(packet.PINGREQ)
-	select {
-	case <-c.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("connection not closed after an unanswered PINGREQ")
-	}
-	if err := c.Err(); !errors.Is(err, ErrPingTimeout) {
-		t.Fatalf("Err = %v, want ErrPingTimeout", err)
-	}
-	p.expectEOF()
+	tmBubble(t, func(t *testing.T) {
+		c, p, _ := dialPipe(t, &Options{ClientID: "pt", KeepAlive: time.Second, PingTimeout: 200 * time.Millisecond}, nil)
+		start := time.Now()
+		tmExpectAt(t, p, packet.PINGREQ, start, time.Second)
+		if err := tmDoneAt(t, c, start, 1200*time.Millisecond); !errors.Is(err, ErrPingTimeout) {
+			t.Fatalf("Err = %v, want ErrPingTimeout", err)
+		}
+		p.expectEOF()
+	})
 }
 
 // TestSeveralPacketsInOneRead is field case BR-10.
@@ -457,34 +459,52 @@ func TestAckAfterHandlerInOrder(t *testing.T) {
 }
 
 // TestSlowHandler: a handler slower than the keep alive neither stalls acks
-// nor causes a false keep alive timeout (BR-17).
+// nor causes a false keep alive timeout (BR-17): a Publish completes while
+// it runs, PINGREQs come every keep alive and are answered, and the PUBACK
+// of its message goes when it returns, not before.
 func TestSlowHandler(t *testing.T) {
-	c, p := dialFake(t, &Options{ClientID: "slow", KeepAlive: time.Second, PingTimeout: 500 * time.Millisecond,
-		DefaultHandler: func(m Message) { time.Sleep(2500 * time.Millisecond) }})
-	p.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("slow/x")})
-	errc := make(chan error, 1)
-	go func() { errc <- c.Publish(ctxT(t, 10*time.Second), Message{Topic: "out/y", QoS: 1}) }()
-	deadline := time.Now().Add(2 * time.Second)
-	published := false
-	for time.Now().Before(deadline) || !published {
-		switch pk := p.next().(type) {
-		case *packet.Pingreq:
-			p.send(&packet.Pingresp{})
-		case *packet.Publish:
-			p.send(&packet.Puback{PacketID: pk.PacketID})
-			if err := <-errc; err != nil {
-				t.Fatalf("Publish during a slow handler: %v", err)
-			}
-			published = true
-		case *packet.Puback:
-			if time.Now().Before(deadline) {
-				t.Fatal("PUBACK before the handler returned")
+	tmBubble(t, func(t *testing.T) {
+		const slow = 2500 * time.Millisecond
+		c, p, _ := dialPipe(t, &Options{ClientID: "slow", KeepAlive: time.Second, PingTimeout: 500 * time.Millisecond,
+			DefaultHandler: func(m Message) { <-time.After(slow) }}, nil)
+		start := time.Now()
+		p.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: []byte("slow/x")})
+		errc := make(chan error, 1)
+		go func() {
+			errc <- c.Publish(context.Background(), Message{Topic: "out/y", QoS: 1})
+		}()
+		published, acked := false, false
+		pings := 0
+		for !published || !acked || time.Since(start) < 5*time.Second {
+			switch pk := p.next().(type) {
+			case *packet.Pingreq:
+				pings++
+				if d := time.Since(start); d != time.Duration(pings)*time.Second {
+					t.Errorf("PINGREQ %d at %v, want at %v", pings, d, time.Duration(pings)*time.Second)
+				}
+				p.send(&packet.Pingresp{})
+			case *packet.Publish:
+				p.send(&packet.Puback{PacketID: pk.PacketID})
+				if err := <-errc; err != nil {
+					t.Fatalf("Publish during a slow handler: %v", err)
+				}
+				if d := time.Since(start); d >= slow {
+					t.Errorf("Publish completed at %v, after the handler returned", d)
+				}
+				published = true
+			case *packet.Puback:
+				if d := time.Since(start); d != slow {
+					t.Errorf("PUBACK at %v, want when the handler returned, at %v", d, slow)
+				}
+				acked = true
+			default:
+				t.Fatalf("unexpected %v", pk.Type())
 			}
 		}
-	}
-	if err := c.Err(); err != nil {
-		t.Fatalf("connection ended: %v", err)
-	}
+		if err := c.Err(); err != nil {
+			t.Fatalf("connection ended: %v", err)
+		}
+	})
 }
 
 // TestPublishRefused: invalid topics and QoS are refused before anything is
@@ -788,24 +808,39 @@ func (f dialerFunc) Dial(context.Context) (netConn, error) {
 // TestSlowHandlerFullInbox: when handlers fall so far behind that the inbox
 // is full, the client stops reading (back-pressure) and a PINGRESP may wait
 // unread behind the messages; that must not be taken for a dead server.
+// The handlers run back to back, at 0, 2 and 4 s.
 func TestSlowHandlerFullInbox(t *testing.T) {
-	c, p := dialFake(t, &Options{ClientID: "full", KeepAlive: time.Second, PingTimeout: 300 * time.Millisecond, InboxSize: 1,
-		DefaultHandler: func(m Message) { time.Sleep(2 * time.Second) }})
-	for i := range 3 {
-		p.send(&packet.Publish{Topic: []byte("slow"), Payload: []byte{byte(i)}})
-	}
-	end := time.Now().Add(5 * time.Second)
-	for time.Now().Before(end) {
-		p.conn.SetReadDeadline(end)
-		pk, err := p.dec.Next()
-		if err != nil {
-			break
+	tmBubble(t, func(t *testing.T) {
+		starts := make(chan time.Time, 3)
+		c, p, _ := dialPipe(t, &Options{ClientID: "full", KeepAlive: time.Second, PingTimeout: 300 * time.Millisecond, InboxSize: 1,
+			DefaultHandler: func(m Message) { starts <- time.Now(); <-time.After(2 * time.Second) }}, nil)
+		start := time.Now()
+		for i := range 3 {
+			p.send(&packet.Publish{Topic: []byte("slow"), Payload: []byte{byte(i)}})
 		}
-		if pk.Type() == packet.PINGREQ {
-			p.send(&packet.Pingresp{})
+		end := start.Add(7 * time.Second)
+		for time.Now().Before(end) {
+			p.conn.SetReadDeadline(end)
+			pk, err := p.dec.Next()
+			if err != nil {
+				break
+			}
+			if pk.Type() == packet.PINGREQ {
+				p.send(&packet.Pingresp{}) // read once the reader reads again
+			}
 		}
-	}
-	if err := c.Err(); err != nil {
-		t.Fatalf("connection ended while the inbox was full: %v", err)
-	}
+		if err := c.Err(); err != nil {
+			t.Fatalf("connection ended while the inbox was full: %v", err)
+		}
+		for i := range 3 {
+			select {
+			case at := <-starts:
+				if d, want := at.Sub(start), time.Duration(2*i)*time.Second; d != want {
+					t.Errorf("handler %d started at %v, want %v", i, d, want)
+				}
+			default:
+				t.Fatalf("%d messages handled, want 3", i)
+			}
+		}
+	})
 }

@@ -390,11 +390,15 @@ func (cn *conn) armKeepAlive() {
 	cn.nc.SetReadDeadline(at(next))
 }
 
+// lastPing returns when the client last sent a packet or queued a
+// PINGREQ (which the writer may not have been able to write).
+func (cn *conn) lastPing() int64 { return max(cn.lastSent.Load(), cn.pingSent.Load()) }
+
 // holdBack waits, on the reader goroutine, until wake is closed or the
 // connection ends: the reader stops reading while the inbox or the write
-// buffer is full. Keep alive goes on sending PINGREQ, but the wait for
-// PINGRESP is suspended, since nothing is read meanwhile; it starts again
-// when reading does.
+// buffer is full. Keep alive goes on sending PINGREQ after every interval
+// without a packet sent, but the wait for PINGRESP is suspended, since
+// nothing is read meanwhile; it starts again when reading does.
 func (cn *conn) holdBack(wake <-chan struct{}) error {
 	var t *time.Timer
 	defer func() {
@@ -410,8 +414,10 @@ func (cn *conn) holdBack(wake <-chan struct{}) error {
 	closed := cn.waitClosed()
 	for {
 		var tick <-chan time.Time
-		if ka > 0 && cn.pingSent.Load() == noPing {
-			d := time.Duration(cn.lastSent.Load() + int64(ka) - cn.nanotime())
+		if ka > 0 {
+			// Every keep alive interval of silence, a PINGREQ, answered or
+			// not: the server must hear from the client [MQTT-3.1.2-23].
+			d := time.Duration(cn.lastPing() + int64(ka) - cn.nanotime())
 			if t == nil {
 				t = time.NewTimer(d)
 			} else {
@@ -428,7 +434,7 @@ func (cn *conn) holdBack(wake <-chan struct{}) error {
 			}
 			closed = cn.waitClosed()
 		case <-tick:
-			if now := cn.nanotime(); now-cn.lastSent.Load() >= int64(ka) {
+			if now := cn.nanotime(); now-cn.lastPing() >= int64(ka) {
 				cn.sendPing(now)
 			}
 		}

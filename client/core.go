@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,8 +41,8 @@ type core struct {
 	in    inbox
 	stats counters
 
-	smu sync.Mutex    // serialises Store calls; guards in2
-	in2 *[1024]uint64 // received QoS 2 identifiers awaiting PUBREL, a bit each [MQTT-4.3.3-2]; made on first use
+	smu sync.Mutex // serialises Store calls; guards in2
+	in2 *qos2Set   // received QoS 2 identifiers awaiting PUBREL [MQTT-4.3.3-2]; nil when none
 
 	rare atomic.Pointer[rareState] // made the first time something rare happens
 
@@ -164,16 +163,12 @@ func (c *core) forgetIn2() {
 	if c.in2 == nil || c.closedLocked() {
 		return
 	}
-	for i, w := range c.in2 {
-		for w != 0 {
-			bit := uint16(bits.TrailingZeros64(w))
-			w &^= 1 << bit
-			if st := c.cfg.store; st != nil {
-				if err := st.DeleteInbound(uint16(i)<<6 | bit); err != nil {
-					c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
-				}
+	if st := c.cfg.store; st != nil {
+		c.in2.all(func(id uint16) {
+			if err := st.DeleteInbound(id); err != nil {
+				c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
 			}
-		}
+		})
 	}
 	c.in2 = nil
 }
@@ -234,20 +229,18 @@ func (c *core) loadOutbound(out []StoredMessage) error {
 // setIn2 records (or forgets) a received QoS 2 identifier; c.smu is held
 // or the client not yet started.
 func (c *core) setIn2(id uint16, on bool) {
-	if c.in2 == nil {
-		if !on {
-			return
-		}
-		c.in2 = new([1024]uint64)
-	}
-	if on {
-		c.in2[id>>6] |= 1 << (id & 63)
-	} else {
-		c.in2[id>>6] &^= 1 << (id & 63)
+	switch {
+	case on && c.in2 == nil:
+		c.in2 = new(qos2Set)
+		c.in2.add(id)
+	case on:
+		c.in2.add(id)
+	case c.in2 != nil && c.in2.remove(id):
+		c.in2 = nil
 	}
 }
 
-func (c *core) hasIn2(id uint16) bool { return c.in2 != nil && c.in2[id>>6]&(1<<(id&63)) != 0 }
+func (c *core) hasIn2(id uint16) bool { return c.in2 != nil && c.in2.has(id) }
 
 // snapshot returns the counters.
 func (c *core) snapshot() Stats {

@@ -25,8 +25,9 @@ var (
 	// the Client or Session ended) while its QoS 1 or 2 message stays
 	// accepted: written at least once, or kept by a Store for the next
 	// client that uses it. The client goes on sending it until the server
-	// acknowledges it or the message is dropped (Options.OnDrop tells);
-	// publishing it again would duplicate it.
+	// acknowledges it or the message is dropped (Options.OnDrop tells), or,
+	// for a Client without a Store, until its connection ends, after which
+	// the outcome is unknown; publishing it again would duplicate it.
 	ErrPending = errors.New("mqtt: message accepted and still pending")
 
 	// ErrDropped is wrapped by the errors of messages the client gave up
@@ -56,11 +57,11 @@ var (
 	ErrNotConnected = fmt.Errorf("mqtt: not connected: %w", ErrNotSent)
 
 	// ErrConnectionLost reports that the connection ended, for whatever
-	// reason (Disconnect included), after a request was sent and before its
-	// acknowledgement arrived: the server may or may not have acted on it.
-	// For a PUBLISH kept by a Store it is returned even when the message
-	// was not written yet: the Store sends it with the next connection
-	// that uses it, so sending it again would duplicate it.
+	// reason (Disconnect included), after a request was written and before
+	// its acknowledgement arrived: the server may or may not have acted on
+	// it. For a PUBLISH that a Store keeps, the error wraps ErrPending too
+	// (the Store sends it again with the next client): test for ErrPending
+	// first.
 	ErrConnectionLost = errors.New("mqtt: connection lost before acknowledgement")
 
 	// ErrPingTimeout reports that the server did not answer a PINGREQ within

@@ -1,5 +1,7 @@
 package client
 
+import "math/bits"
+
 // idSpace hands out packet identifiers and finds a request by its
 // identifier in O(1). An identifier is never 0 [MQTT-2.3.1-1] and never
 // given to a second request while the first holds it [MQTT-2.3.1-2]; it is
@@ -62,3 +64,69 @@ func (s *idSpace) free(r *request) {
 
 // len returns the number of identifiers in use.
 func (s *idSpace) len() int { return len(s.used) }
+
+// qos2Set holds the packet identifiers of received QoS 2 messages awaiting
+// their PUBREL [MQTT-4.3.3-2]: a small map while there are few, a bitmap of
+// 8 KiB beyond smallQoS2, so that a server that never releases its 65,535
+// identifiers costs 8 KiB and no more. The core drops it when it empties
+// from a map, so an idle client holds none.
+type qos2Set struct {
+	small map[uint16]struct{}
+	bits  *[1024]uint64
+}
+
+// smallQoS2 is the most identifiers kept in the map.
+const smallQoS2 = 256
+
+func (s *qos2Set) has(id uint16) bool {
+	if s.bits != nil {
+		return s.bits[id>>6]&(1<<(id&63)) != 0
+	}
+	_, ok := s.small[id]
+	return ok
+}
+
+func (s *qos2Set) add(id uint16) {
+	if s.bits != nil {
+		s.bits[id>>6] |= 1 << (id & 63)
+		return
+	}
+	if s.small == nil {
+		s.small = make(map[uint16]struct{})
+	}
+	s.small[id] = struct{}{}
+	if len(s.small) > smallQoS2 {
+		s.bits = new([1024]uint64)
+		for id := range s.small {
+			s.bits[id>>6] |= 1 << (id & 63)
+		}
+		s.small = nil
+	}
+}
+
+// remove forgets id; it reports whether the set is now an empty map.
+func (s *qos2Set) remove(id uint16) bool {
+	if s.bits != nil {
+		s.bits[id>>6] &^= 1 << (id & 63)
+		return false
+	}
+	delete(s.small, id)
+	return len(s.small) == 0
+}
+
+// all calls f for every identifier.
+func (s *qos2Set) all(f func(uint16)) {
+	if s.bits != nil {
+		for i, w := range s.bits {
+			for w != 0 {
+				bit := uint16(bits.TrailingZeros64(w))
+				w &^= 1 << bit
+				f(uint16(i)<<6 | bit)
+			}
+		}
+		return
+	}
+	for id := range s.small {
+		f(id)
+	}
+}

@@ -258,7 +258,9 @@ func (o *Options) normalize() (config, *packet.Connect, error) {
 		writeBuffer:    int32(orDefault(n.WriteBufferSize, DefaultWriteBufferSize, 1<<30)),
 	}
 	if n.PingTimeout <= 0 {
-		n.PingTimeout = min(max(n.KeepAlive/2, time.Second), DefaultPingTimeout)
+		// Half of the interval used, which is rounded up to seconds.
+		ka := (n.KeepAlive + time.Second - 1) / time.Second * time.Second
+		n.PingTimeout = min(max(ka/2, time.Second), DefaultPingTimeout)
 	}
 	if n.ConnectTimeout <= 0 {
 		n.ConnectTimeout = DefaultConnectTimeout

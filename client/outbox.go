@@ -814,7 +814,13 @@ func (o *outbox) closeOneLocked(r *request, eff []*request) []*request {
 		}
 		return settleLocked(r, err, actRelease, eff)
 	default:
-		return settleLocked(r, lostError(cause), 0, eff)
+		// The client keeps nothing of it: it leaves the queue.
+		o.unlinkLocked(r)
+		o.ids.free(r)
+		if !r.zombie {
+			o.releaseLocked(r)
+		}
+		return settleLocked(r, lostError(cause), actRelease, eff)
 	}
 }
 

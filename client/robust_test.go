@@ -116,25 +116,42 @@ func TestNoHandlerAfterDisconnect(t *testing.T) {
 }
 
 // TestBlockedWriteDetected: a peer that stops reading, so that writes block,
-// is noticed within keep alive plus PingTimeout, like a silent peer.
+// is noticed within keep alive plus PingTimeout, like a silent peer, and
+// Publish, finding the write buffer full, fails within its context instead
+// of blocking for ever.
 func TestBlockedWriteDetected(t *testing.T) {
-	c, _ := dialFake(t, &Options{ClientID: "bw", KeepAlive: time.Second, PingTimeout: 500 * time.Millisecond})
-	start := time.Now()
-	big := make([]byte, 1<<20)
-	for c.Err() == nil && time.Since(start) < 10*time.Second {
-		c.Publish(context.Background(), Message{Topic: "big", Payload: big})
-	}
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("a peer that reads nothing was not noticed")
-	}
-	// Which of the two bounds fires first depends on when the socket's
-	// buffers fill; before writes had a deadline, neither could while the
-	// writer was blocked, and Done was never closed.
-	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "write") && !errors.Is(err, ErrPingTimeout) {
-		t.Errorf("Err = %v, want a write failure or ErrPingTimeout", err)
-	}
+	tmBubble(t, func(t *testing.T) {
+		const ka, pt = time.Second, 500 * time.Millisecond
+		c, _, _ := dialPipe(t, &Options{ClientID: "bw", KeepAlive: ka, PingTimeout: pt}, nil)
+		start := time.Now()
+		big := make([]byte, 32<<10)
+		var err error
+		for n := 0; err == nil; n++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			err = c.Publish(ctx, Message{Topic: "big", Payload: big})
+			cancel()
+			if n > 10 {
+				t.Fatalf("%d messages of 32 KiB accepted by a client whose peer reads nothing, with a write buffer of 64 KiB", n)
+			}
+		}
+		if !errors.Is(err, ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Publish: %v, want ErrNotSent and context.DeadlineExceeded", err)
+		}
+		select {
+		case <-c.Done():
+		case <-time.After(time.Hour):
+			t.Fatal("a peer that reads nothing was not noticed")
+		}
+		// Which of the two bounds fires first depends on how the write
+		// deadline is rounded to whole seconds (TestWriteDeadlineWhileHeldBack
+		// checks the write deadline alone).
+		if d := time.Since(start); d > ka+pt+time.Second {
+			t.Errorf("noticed after %v, want within %v", d, ka+pt+time.Second)
+		}
+		if err := c.Err(); err == nil || !strings.Contains(err.Error(), "write") && !errors.Is(err, ErrPingTimeout) {
+			t.Errorf("Err = %v, want a write failure or ErrPingTimeout", err)
+		}
+	})
 }
 
 // TestCloseErrors: a request cut short by Close reports ErrConnectionLost,

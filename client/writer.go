@@ -359,8 +359,9 @@ func (cn *conn) afterWrite(err error, disconnected, resume bool) {
 // it).
 //
 // With keep alive on, a write that stays blocked for longer than the keep
-// alive interval plus PingTimeout fails on its deadline: a link that takes
-// no bytes for that long is as dead as one that answers no PINGREQ.
+// alive interval plus PingTimeout (up to 1.5 times that) fails on its
+// deadline: a link that takes no bytes for that long is as dead as one
+// that answers no PINGREQ.
 func (cn *conn) writeLocked() (err error, disconnected bool) {
 	out := cn.wbuf
 	cn.wbuf = nil
@@ -371,11 +372,12 @@ func (cn *conn) writeLocked() (err error, disconnected bool) {
 
 	if out != nil && len(*out) > 0 {
 		if ka := cn.c.cfg.keepAlive(); ka > 0 {
-			// Move the deadline only when half of its margin is used, to
-			// spare a call per write.
+			// The deadline is set to 1.5 times the limit ahead and moved
+			// only once less than the limit is left, to spare a call per
+			// write: a write gets between the limit and 1.5 times it.
 			now := cn.nanotime()
-			if limit := int64(ka + cn.c.cfg.pingTimeout()); int64(cn.wdeadline)*1e9-now < limit/2 {
-				d := (now + limit) / 1e9 // whole seconds, rounded down: at most a second early
+			if limit := int64(ka + cn.c.cfg.pingTimeout()); cn.wdeadline == 0 || int64(cn.wdeadline)*1e9-now < limit {
+				d := floorDiv(now+limit+limit/2, 1e9) // whole seconds, rounded down: at most a second early
 				cn.wdeadline = int32(d)
 				cn.nc.SetWriteDeadline(at(d * 1e9))
 			}
@@ -390,4 +392,14 @@ func (cn *conn) writeLocked() (err error, disconnected bool) {
 	cn.wmu.Lock()
 	cn.writing = false
 	return err, closing && err == nil
+}
+
+// floorDiv is a / b rounded towards minus infinity (nanotime stamps are
+// negative inside a testing/synctest bubble).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }

@@ -10,7 +10,7 @@
 //     each region's broker listens.
 //   - OperationTopic, OperationResultTopic, TimeRequestPayload and
 //     ParseTimeReply: the platform's NTP (server time) service, and
-//     ServerTime, which runs it over a connected client.Client.
+//     ServerTime, which runs it over a client.Client or client.Session.
 //
 // Apart from ServerTime, which talks over the client it is given, the
 // package does no network I/O; it composes with any MQTT client by filling

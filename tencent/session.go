@@ -25,9 +25,11 @@ const (
 // with sign (nil means defaults: HMAC-SHA256, valid for an hour) for every
 // connection attempt, clean session, keep alive DefaultKeepAlive, at most
 // MaxPacketSize bytes per packet, and at least MinReconnectInterval between
-// attempts after a failure (a Session's first attempt, and its first after
-// a stable connection ends, wait half that on average). Adjust the result
-// before passing it to client.NewSession.
+// attempts: the first is made at once, later ones wait between
+// MinReconnectInterval and the backoff's cap (120 s). A refused signature
+// (CONNACK 4 or 5) stops the Session, as client.SessionOptions.RetryRefused
+// describes; set RetryRefused (at least MinReconnectInterval) to retry. Adjust
+// the result before passing it to client.NewSession.
 func (d *DeviceInfo) SessionOptions(sign *SignOptions) client.SessionOptions {
 	dev := *d
 	return client.SessionOptions{
