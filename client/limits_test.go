@@ -118,7 +118,11 @@ func TestUnsentMessagesNotSent(t *testing.T) {
 				if pending != n || lost != 1 || len(out) != n {
 					t.Errorf("%d ErrPending (%d with ErrConnectionLost), %d stored, want %d (1) and %d", pending, lost, len(out), n, n)
 				}
-			} else if lost != 1 || notSent != n-1 {
+			} else if st := c.Stats(); st.Pending != 0 || st.PendingBytes != 0 {
+				// Nothing is kept: nothing is pending.
+				t.Errorf("after the end, Stats.Pending = %d, PendingBytes = %d, want 0", st.Pending, st.PendingBytes)
+			}
+			if !withStore && (lost != 1 || notSent != n-1) {
 				t.Errorf("%d ErrConnectionLost, %d ErrNotSent, want 1 and %d", lost, notSent, n-1)
 			}
 		})
