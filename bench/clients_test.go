@@ -84,9 +84,9 @@ type devicemqClient struct{ c *client.Client }
 
 func dialDevicemq(ctx context.Context, addr, id string) (benchClient, error) {
 	c, err := client.Dial(ctx, netx.TCP(addr), &client.Options{
-		ClientID:     id,
-		KeepAlive:    keepAlive,
-		MaxInflight:  window,
+		ClientID:    id,
+		KeepAlive:   keepAlive,
+		MaxInflight: window,
 	})
 	if err != nil {
 		return nil, err

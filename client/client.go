@@ -238,9 +238,12 @@ func (cl *Client) Discard(match func(Message) bool) int { return cl.c.discard(ma
 // When ctx ends first, the connection is closed at once and the error wraps
 // ctx.Err(). Disconnect is idempotent and safe to call concurrently with
 // anything, a connection loss included; after the connection has ended it
-// returns nil. Once it has returned, the client calls its Store no more.
+// returns nil. Once Done is closed, the client calls its Store no more: a
+// handler still running when Disconnect returns may yet record its QoS 2
+// message's packet identifier, as exactly-once delivery needs
+// [MQTT-4.3.3-2]. Wait for Done before closing the Store.
 func (cl *Client) Disconnect(ctx context.Context) error {
-	defer cl.c.in.stop()
+	defer cl.c.stopInbox()
 	cl.cn.disconnect()
 	if cl.cn.waitDone(ctx.Done()) {
 		return nil

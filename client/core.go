@@ -220,7 +220,7 @@ func (c *core) loadOutbound(out []StoredMessage) error {
 			r.expires = m.Expires.UnixNano()
 		}
 		if !c.out.load(r) {
-			return fmt.Errorf("mqtt: session store: message %d (packet identifier %d) is a duplicate or beyond MaxPending (%d)", m.Seq, m.PacketID, c.cfg.maxPending)
+			return fmt.Errorf("mqtt: session store: message %d has packet identifier %d, which another message has", m.Seq, m.PacketID)
 		}
 	}
 	return nil
@@ -304,7 +304,7 @@ func (c *core) apply(eff []*request) {
 	}
 	for _, r := range eff {
 		if r.act&actUnroute != 0 {
-			c.rt.remove(r.filters, 0)
+			c.rt.removeUpTo(r.filters, r.gen)
 		}
 		if r.act&actDrop != 0 {
 			c.rareCounts().dropped.Add(1)
@@ -312,8 +312,11 @@ func (c *core) apply(eff []*request) {
 				c.peerWarn("mqtt message dropped", slog.String("topic", r.topic), slog.Int("qos", int(r.qos)), slog.Any("reason", r.err))
 			}
 			if f := c.cfg.onDrop; f != nil {
-				m, err := r.message(), r.err
-				c.post(func() { f(m, err) })
+				m, err, w := r.message(), r.err, r.weight
+				c.post(func() {
+					f(m, err)
+					c.out.freeRoom(w)
+				})
 			}
 		}
 		if r.act&actFinish != 0 && r.done != nil {
@@ -358,11 +361,49 @@ func (c *core) dispatch() {
 			c.rareCounts().unrouted.Add(1)
 		}
 		c.in.idle()
+		if in.record && !c.recordIn2(in.id) {
+			continue // not acknowledged: the server sends it again
+		}
 		if in.ack != 0 {
 			in.from.sendAck(in.ack, in.id, false)
 		}
 	}
 }
+
+// recordIn2 stores the identifier of a QoS 2 message just handled, before
+// its PUBREC. Without the record, a restart could deliver the message's
+// re-send again; so when the Store fails, the message is not
+// acknowledged, and it reports false.
+func (c *core) recordIn2(id uint16) bool {
+	st := c.cfg.store
+	if st == nil {
+		return true
+	}
+	c.smu.Lock()
+	err := st.PutInbound(id)
+	c.smu.Unlock()
+	if err != nil {
+		c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
+		return false
+	}
+	return true
+}
+
+// unhandled forgets the identifiers of new QoS 2 messages dropped before
+// their handlers ran: the server sends them again, to be delivered then.
+func (c *core) unhandled(ids []uint16) {
+	if len(ids) == 0 {
+		return
+	}
+	c.smu.Lock()
+	for _, id := range ids {
+		c.setIn2(id, false)
+	}
+	c.smu.Unlock()
+}
+
+// stopInbox drops what waits for handlers (Disconnect).
+func (c *core) stopInbox() { c.unhandled(c.in.stop()) }
 
 // handle processes one packet read from cn, on cn's reader goroutine.
 func (c *core) handle(cn *conn, p packet.Packet) error {
@@ -490,17 +531,12 @@ func (c *core) receive(cn *conn, p *packet.Publish) error {
 			// never deliver twice [MQTT-4.3.3-2].
 			in.deliver = false
 		} else {
-			if st := c.cfg.store; st != nil {
-				if err := st.PutInbound(p.PacketID); err != nil {
-					// Without the record a re-send could be delivered
-					// twice: do not acknowledge, the server sends it
-					// again.
-					c.smu.Unlock()
-					c.cfg.log.Warn("mqtt session store", slog.Any("error", err))
-					return nil
-				}
-			}
+			// Known from now on; stored once handled, before its PUBREC,
+			// so that a message dropped before its handler ran (by
+			// Disconnect, or a crash) is delivered when the server sends
+			// it again.
 			c.setIn2(p.PacketID, true)
+			in.record = true
 		}
 		c.smu.Unlock()
 	}
@@ -517,10 +553,13 @@ func (c *core) receive(cn *conn, p *packet.Publish) error {
 func (c *core) queue(cn *conn, in *inbound, qos byte) error {
 	readOn := false
 	for {
-		queued, start, busy, wake := c.in.put(in, readOn, int(c.cfg.inboxSize), int64(c.cfg.inboxBytes))
+		queued, start, busy, dropped, wake := c.in.put(in, readOn, int(c.cfg.inboxSize), int64(c.cfg.inboxBytes))
 		if queued {
 			if start {
 				c.startDispatcher()
+			}
+			if dropped && in.record {
+				c.unhandled([]uint16{in.id})
 			}
 			return nil
 		}
@@ -556,8 +595,10 @@ func (c *core) resumeWindow(cn *conn) {
 // close ends the client with err, once: nothing more is accepted, and every
 // accepted message's waiter learns its fate.
 //
-// Once it returns, the client calls the Store no more: a Store call under
-// way ends first (smu), and later ones find the outbox closed.
+// Once it returns, the client calls the Store no more, but for a handler
+// still running, which records its QoS 2 message after it returns
+// (recordIn2): a Store call under way ends first (smu), and later ones find
+// the outbox closed.
 func (c *core) close(err error) {
 	c.apply(c.out.close(err, nil))
 	c.smu.Lock()
@@ -658,7 +699,7 @@ func (c *core) newPublishRequest(m Message, wait bool) *request {
 	size := len(m.Topic) + len(m.Payload)
 	var buf []byte
 	if c.cfg.store == nil && size <= maxPooledMessage {
-		r.bufp = messageBuffers.Get().(*[]byte)
+		r.bufp = getMessageBuffer(size)
 		buf = (*r.bufp)[:size]
 	} else {
 		buf = make([]byte, size)
@@ -769,8 +810,9 @@ func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uin
 		return fmt.Errorf("mqtt: %s: %w", op, err)
 	}
 	*id = r.id
+	var ended *conn
 	for {
-		cn, err := c.out.waitConn(ctx)
+		cn, err := c.out.waitConn(ctx, ended)
 		if err != nil {
 			c.out.unregister(r)
 			return fmt.Errorf("mqtt: %s: %w", op, err)
@@ -778,15 +820,30 @@ func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uin
 		if !c.out.bind(r, cn) {
 			continue // that connection ended meanwhile
 		}
+		var replaced []route
 		if r.kind == packet.SUBSCRIBE {
-			r.gen = c.rt.add(r.subs)
+			r.gen, replaced = c.rt.add(r.subs)
+		} else {
+			r.gen = c.rt.lastGen()
 		}
 		if err := cn.send(ctx, p); err != nil {
-			c.out.unregister(r)
 			if r.kind == packet.SUBSCRIBE {
-				c.rt.remove(filtersOf(r.subs), r.gen)
+				c.rt.undo(filtersOf(r.subs), r.gen, replaced)
 			}
+			if err == errConnEnded && ctx.Err() == nil {
+				// A Session's connection ended before it was sent: on
+				// the next one.
+				c.out.unbind(r)
+				ended = cn
+				continue
+			}
+			c.out.unregister(r)
 			return fmt.Errorf("mqtt: %s: %w", op, err)
+		}
+		if !c.out.queuedOn(r, cn) {
+			// The connection ended as it was queued: it may have gone out.
+			c.out.unregister(r)
+			return fmt.Errorf("mqtt: %s: %w", op, lostError(cn.error()))
 		}
 		c.in.nudge()
 		return c.await(ctx, r, op)

@@ -20,8 +20,9 @@
 // else in flight writes it itself; otherwise a writer goroutine, which runs
 // only while there is something to write, takes everything queued in one
 // write. Handlers run one at a time on a dispatcher goroutine, which runs
-// only while there are messages. An idle Client thus runs one goroutine;
-// an idle Session two (it adds its supervisor).
+// only while there are messages; a Session's callbacks (OnConnect and the
+// others) run likewise on a goroutine of their own. An idle Client thus
+// runs one goroutine; an idle Session two (it adds its supervisor).
 //
 // # Bounds
 //
@@ -53,11 +54,11 @@
 //	+ P + 32 KiB      the decoder's buffer: the packet being read, or read-ahead
 //	+ 2I + 2P         the inbox (messages and queue), the message a handler has,
 //	                  the one the reader holds while it waits for room
-//	+ B + 400 B × MaxPending   pending messages and their bookkeeping
+//	+ B + 650 B × MaxPending   pending messages and their bookkeeping
 //	+ 8 KiB + 2 KiB   received QoS 2 identifiers; the client itself
 //
 // bytes of heap beyond what the caller's handlers keep: with the defaults
-// (P 1 MiB, W 64 KiB, I 1 MiB, B 16 MiB, MaxPending 1000) about 23 MiB at
+// (P 1 MiB, W 64 KiB, I 1 MiB, B 16 MiB, MaxPending 1000) about 24 MiB at
 // worst, a few hundred bytes when idle. For a constrained gateway, lower P
 // to what its subscriptions carry (IoT Hub: 16 KiB) and B and I to taste:
 // with P 16 KiB, W 16 KiB, I 256 KiB, B 1 MiB and MaxPending 100, under 2

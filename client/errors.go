@@ -125,6 +125,10 @@ func (e *ConnackError) Is(target error) bool {
 // ended.
 var errClosedNotSent = fmt.Errorf("%w: %w", ErrNotSent, ErrClosed)
 
+// errConnEnded is returned by calls that found a Session's connection
+// ending: the Session is not closed, and will have another.
+var errConnEnded = fmt.Errorf("%w: the connection ended", ErrNotConnected)
+
 func violation(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrProtocolViolation}, args...)...)
 }

@@ -14,7 +14,6 @@ const inboundOverhead = 160
 
 // inbound is a received PUBLISH on its way to its handlers.
 type inbound struct {
-	f       func() // a callback to run instead, between handlers (OnDrop)
 	msg     Message
 	routes  *routes // the routes in force when it was read
 	from    *conn   // the connection it came on, which its acknowledgement goes to
@@ -22,6 +21,7 @@ type inbound struct {
 	id      uint16
 	ack     packet.Type // PUBACK, PUBREC, or 0 for QoS 0
 	deliver bool        // false for a QoS 2 duplicate: acknowledge only
+	record  bool        // a new QoS 2 message: store its identifier once handled, before the PUBREC
 }
 
 // inbox is the queue between the reader and the dispatcher, which runs
@@ -53,13 +53,26 @@ type inbox struct {
 
 // queue holds the waiting messages, items[head:]; callbacks go first.
 type queue struct {
-	items []inbound
-	head  int
+	items  []inbound // messages: items[head:]
+	head   int
+	events []func() // callbacks, in the order posted: events[ehead:]
+	ehead  int
 }
 
 func (q *queue) len() int { return len(q.items) - q.head }
 
-// lenLocked returns the number of waiting messages and callbacks.
+// compact moves the waiting messages to the front once the consumed ones
+// take half the slice, so that a queue that never empties does not grow.
+func (q *queue) compact() {
+	if q.head < 32 || q.head < len(q.items)/2 {
+		return
+	}
+	n := copy(q.items, q.items[q.head:])
+	clear(q.items[n:])
+	q.items, q.head = q.items[:n], 0
+}
+
+// lenLocked returns the number of waiting messages.
 func (b *inbox) lenLocked() int {
 	if b.q == nil {
 		return 0
@@ -73,24 +86,27 @@ func (b *inbox) lenLocked() int {
 // changed, and whether a handler is running. start tells the caller to
 // start a dispatcher. After stop, messages are dropped (the server sends
 // unacknowledged ones again on a persistent session).
-func (b *inbox) put(in *inbound, readOn bool, size int, maxBytes int64) (queued, start, busy bool, wake <-chan struct{}) {
+//
+// A message put after stop or end is dropped: dropped reports it.
+func (b *inbox) put(in *inbound, readOn bool, size int, maxBytes int64) (queued, start, busy, dropped bool, wake <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopped || b.ended {
-		return true, false, false, nil
+		return true, false, false, true, nil
 	}
 	n := b.lenLocked()
 	if n == 0 || (readOn || n < size) && b.bytes+in.size <= maxBytes {
 		if b.q == nil {
 			b.q = new(queue)
 		}
+		b.q.compact()
 		b.q.items = append(b.q.items, *in)
 		b.bytes += in.size
 		b.waiting.Store(false)
-		return true, b.startLocked(), false, nil
+		return true, b.startLocked(), false, false, nil
 	}
 	b.waiting.Store(true)
-	return false, false, b.busy.Load(), b.room.waitLocked()
+	return false, false, b.busy.Load(), false, b.room.waitLocked()
 }
 
 // post queues a callback to run on the dispatcher, ahead of waiting
@@ -102,19 +118,11 @@ func (b *inbox) post(f func()) (start bool) {
 	if b.stopped || b.ended {
 		return false
 	}
-	// Ahead of the waiting messages.
+	// Ahead of the waiting messages, in order.
 	if b.q == nil {
 		b.q = new(queue)
 	}
-	q := b.q
-	if q.head > 0 {
-		q.head--
-		q.items[q.head] = inbound{f: f}
-	} else {
-		q.items = append(q.items, inbound{})
-		copy(q.items[1:], q.items)
-		q.items[0] = inbound{f: f}
-	}
+	b.q.events = append(b.q.events, f)
 	return b.startLocked()
 }
 
@@ -135,6 +143,17 @@ func (b *inbox) next() (in inbound, f func(), ok, last bool) {
 	defer b.mu.Unlock()
 	switch {
 	case b.stopped:
+	case b.q != nil && b.q.ehead < len(b.q.events):
+		q := b.q
+		f = q.events[q.ehead]
+		q.events[q.ehead] = nil
+		q.ehead++
+		if q.ehead == len(q.events) {
+			q.events, q.ehead = nil, 0
+		}
+		b.busy.Store(true)
+		b.room.notifyLocked()
+		return in, f, true, false
 	case b.lenLocked() > 0:
 		q := b.q
 		in = q.items[q.head]
@@ -147,10 +166,13 @@ func (b *inbox) next() (in inbound, f func(), ok, last bool) {
 			if cap(q.items) > 64 {
 				q.items = nil // a burst is over: let its memory go
 			}
+			if len(q.events) == 0 && q.items == nil {
+				b.q = nil
+			}
 		}
 		b.busy.Store(true)
 		b.room.notifyLocked()
-		return in, in.f, true, false
+		return in, nil, true, false
 	}
 	b.running = false
 	if b.ended && !b.quiet {
@@ -189,13 +211,23 @@ func (b *inbox) end() (last bool) {
 }
 
 // stop drops what is queued; the dispatcher ends after the handler it is
-// running, if any.
-func (b *inbox) stop() {
+// running, if any. It returns the identifiers of the new QoS 2 messages it
+// dropped, which were never handled.
+func (b *inbox) stop() (unhandled []uint16) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.q != nil {
+		for _, in := range b.q.items[b.q.head:] {
+			// (callbacks are in b.q.events)
+			if in.record {
+				unhandled = append(unhandled, in.id)
+			}
+		}
+	}
 	b.stopped = true
 	b.q, b.bytes = nil, 0
 	b.room.notifyLocked()
-	b.mu.Unlock()
+	return unhandled
 }
 
 // counts returns the number and bytes of waiting messages and callbacks.

@@ -57,7 +57,32 @@ type request struct {
 // a pooled buffer (without a Store, which may keep the copy).
 const maxPooledMessage = 512
 
-var messageBuffers = sync.Pool{New: func() any { b := make([]byte, maxPooledMessage); return &b }}
+// messageBuffers pools copies by size class: 64, 128, 256 and 512 bytes,
+// so that a small message does not take a large buffer.
+var messageBuffers = [4]sync.Pool{
+	{New: func() any { b := make([]byte, 64); return &b }},
+	{New: func() any { b := make([]byte, 128); return &b }},
+	{New: func() any { b := make([]byte, 256); return &b }},
+	{New: func() any { b := make([]byte, 512); return &b }},
+}
+
+// bufferClass returns the index in messageBuffers for size bytes (at most
+// maxPooledMessage).
+func bufferClass(size int) int {
+	switch {
+	case size <= 64:
+		return 0
+	case size <= 128:
+		return 1
+	case size <= 256:
+		return 2
+	}
+	return 3
+}
+
+func getMessageBuffer(size int) *[]byte { return messageBuffers[bufferClass(size)].Get().(*[]byte) }
+
+func putMessageBuffer(b *[]byte) { messageBuffers[bufferClass(cap(*b))].Put(b) }
 
 // maxFreeRequests is the number of completed PUBLISH requests an outbox
 // keeps for reuse, with their done channels, so that steady QoS 1 and 2
@@ -94,7 +119,7 @@ func (o *outbox) release(r *request) {
 	default:
 	}
 	if r.bufp != nil {
-		messageBuffers.Put(r.bufp)
+		putMessageBuffer(r.bufp)
 	}
 	done := r.done
 	o.mu.Lock()
@@ -216,10 +241,12 @@ func (o *outbox) init(lossFail bool) { o.lossFail = lossFail }
 func (o *outbox) endsWithConn() bool { return o.lossFail }
 
 // load puts a message of the Store back into the queue, before any
-// connection. It reports false for a message it cannot take: a bad or
-// duplicate packet identifier, or more than MaxPending messages.
+// connection. It reports false for a bad or duplicate packet identifier.
+// A Store may hold more than MaxPending messages (released QoS 2 messages
+// that were dropped keep their records): all are loaded, and Publish waits
+// until fewer are pending.
 func (o *outbox) load(r *request) bool {
-	if o.count >= o.c().cfg.maxPending || !o.ids.put(r, &o.lastID) {
+	if !o.ids.put(r, &o.lastID) {
 		return false
 	}
 	o.count++
@@ -268,6 +295,25 @@ func (o *outbox) unreserve(r *request) {
 	o.mu.Lock()
 	o.releaseLocked(r)
 	o.ids.free(r)
+	o.changed.notifyLocked()
+	o.mu.Unlock()
+}
+
+// dropRoomLocked gives back the room of r, being dropped, unless OnDrop is
+// to hear of it: then the room is given back once OnDrop has run, so that
+// the callbacks waiting for the dispatcher never outnumber MaxPending nor
+// outweigh MaxPendingBytes.
+func (o *outbox) dropRoomLocked(r *request) {
+	if o.c().cfg.onDrop == nil {
+		o.releaseLocked(r)
+	}
+}
+
+// freeRoom gives back the room of a dropped message once OnDrop ran.
+func (o *outbox) freeRoom(weight int64) {
+	o.mu.Lock()
+	o.count--
+	o.weight -= weight
 	o.changed.notifyLocked()
 	o.mu.Unlock()
 }
@@ -321,6 +367,30 @@ func (o *outbox) unregister(r *request) {
 	o.unbindLocked(r)
 	o.ids.free(r)
 	o.changed.notifyLocked()
+	o.mu.Unlock()
+}
+
+// queuedOn records that r, a SUBSCRIBE or UNSUBSCRIBE bound to cn, is
+// queued there. It reports false when cn ended meanwhile (detach unbound
+// r): r may have been written, and its outcome is unknown. It reports true
+// when r was answered already (the reply may beat the call).
+func (o *outbox) queuedOn(r *request, cn *conn) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if r.settled {
+		return true
+	}
+	if r.on != cn || o.cn != cn {
+		return false
+	}
+	r.written = true
+	return true
+}
+
+// unbind undoes bind for r, not sent, which keeps its identifier.
+func (o *outbox) unbind(r *request) {
+	o.mu.Lock()
+	o.unbindLocked(r)
 	o.mu.Unlock()
 }
 
@@ -443,18 +513,21 @@ func (o *outbox) completeLocked(r *request, eff []*request) []*request {
 // next), and its PUBCOMP frees the identifier. The server may deliver it
 // then, as it may have already.
 func (o *outbox) dropLocked(r *request, err error, eff []*request) []*request {
+	// OnDrop gets the message's copy to keep: it is not reused.
+	r.bufp = nil
 	if r.qos == 2 && r.written && !r.released {
-		o.releaseLocked(r)
+		o.dropRoomLocked(r)
 		o.queued--
 		r.zombie, r.noPool, r.released = true, true, true
-		act := actDrop
 		if o.c().cfg.store != nil {
-			act |= actPut
+			// Stored released, from a copy: r's fields change under the
+			// lock, and the Store is called without it.
+			eff = append(eff, &request{act: actPut, kind: packet.PUBLISH, seq: r.seq, id: r.id, topic: r.topic, payload: r.payload, qos: 2, retain: r.retain, released: true, attempts: r.attempts, expires: r.expires, settled: true, noPool: true})
 		}
-		return settleLocked(r, err, act, eff)
+		return settleLocked(r, err, actDrop, eff)
 	}
 	o.unlinkLocked(r)
-	o.releaseLocked(r)
+	o.dropRoomLocked(r)
 	act := actDrop
 	if r.onWire {
 		r.zombie, r.noPool = true, true
@@ -646,12 +719,15 @@ func (o *outbox) withdraw(r *request, eff []*request) ([]*request, bool, bool) {
 func (o *outbox) discard(match func(Message) bool, eff []*request) []*request {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for r := o.head; r != nil; {
-		next := r.next
-		if !r.released && match(r.message()) {
-			eff = o.dropLocked(r, ErrDiscarded, eff)
+	// All of match's answers first: should it panic, nothing has changed.
+	var picked []*request
+	for r := o.head; r != nil; r = r.next {
+		if !r.released && !r.zombie && match(r.message()) {
+			picked = append(picked, r)
 		}
-		r = next
+	}
+	for _, r := range picked {
+		eff = o.dropLocked(r, ErrDiscarded, eff)
 	}
 	return o.sendLocked(eff)
 }
@@ -732,6 +808,9 @@ func (o *outbox) detach(cn *conn, cause error, eff []*request) []*request {
 			r.onWire = false
 			o.ids.free(r)
 			o.changed.notifyLocked()
+		case r.kind != packet.PUBLISH && r.on == cn && !r.written:
+			// Not queued yet: its caller sends it again, or gives up.
+			r.on = nil
 		case r.kind != packet.PUBLISH && r.on == cn:
 			r.on = nil
 			o.ids.free(r)
@@ -826,11 +905,12 @@ func (o *outbox) closeOneLocked(r *request, eff []*request) []*request {
 
 // waitConn returns the current connection, waiting for one with ctx
 // (Session) or failing at once without one (Client).
-func (o *outbox) waitConn(ctx context.Context) (*conn, error) {
+// A connection that ended (old) does not count.
+func (o *outbox) waitConn(ctx context.Context, old *conn) (*conn, error) {
 	o.mu.Lock()
 	for {
 		cn, closed := o.cn, o.closed
-		if cn != nil {
+		if cn != nil && cn != old {
 			o.mu.Unlock()
 			return cn, nil
 		}
@@ -838,7 +918,7 @@ func (o *outbox) waitConn(ctx context.Context) (*conn, error) {
 			o.mu.Unlock()
 			return nil, errClosedNotSent
 		}
-		wake := o.changed.waitLocked()
+		wake := o.changed.waitLocked() // notified by detach and attach
 		o.mu.Unlock()
 		select {
 		case <-wake:

@@ -39,20 +39,22 @@ type router struct {
 func (rt *router) snapshot() *routes { return rt.cur.Load() }
 
 // add installs routes for subs, replacing those of the same filters
-// [MQTT-3.8.4-3], and returns the generation that names them.
-func (rt *router) add(subs []Subscription) uint64 {
+// [MQTT-3.8.4-3], and returns the generation that names them and the
+// routes they replaced (for undo).
+func (rt *router) add(subs []Subscription) (uint64, []route) {
 	for {
 		t := rt.cur.Load()
-		next, gen := t.with(subs)
+		next, gen, replaced := t.with(subs)
 		if rt.cur.CompareAndSwap(t, next) {
-			return gen
+			return gen, replaced
 		}
 	}
 }
 
-// with returns a copy of t with routes for subs, and their generation.
-func (t *routes) with(subs []Subscription) (*routes, uint64) {
-	var list []route
+// with returns a copy of t with routes for subs, their generation, and
+// the routes they replace.
+func (t *routes) with(subs []Subscription) (*routes, uint64, []route) {
+	var list, replaced []route
 	gen := uint64(1)
 	if t != nil {
 		list = append(list, t.list...)
@@ -60,49 +62,99 @@ func (t *routes) with(subs []Subscription) (*routes, uint64) {
 	}
 	for _, s := range subs {
 		r := newRoute(s, gen)
-		replaced := false
+		found := false
 		for i := range list {
 			if list[i].filter == s.Filter {
-				list[i], replaced = r, true
+				if list[i].gen != gen {
+					replaced = append(replaced, list[i])
+				}
+				list[i], found = r, true
 				break
 			}
 		}
-		if !replaced {
+		if !found {
 			list = append(list, r)
 		}
 	}
-	return &routes{list: list, gen: gen}, gen
+	return &routes{list: list, gen: gen}, gen, replaced
 }
 
-// remove takes out the routes of filters; with gen not 0, only those that
-// generation installed (a refused SUBSCRIBE must not remove a later one's
-// route).
+// lastGen returns the generation of the newest routes.
+func (rt *router) lastGen() uint64 {
+	if t := rt.cur.Load(); t != nil {
+		return t.gen
+	}
+	return 0
+}
+
+// remove takes out the routes of filters that generation gen installed (a
+// refused SUBSCRIBE must not remove a later one's route).
 func (rt *router) remove(filters []string, gen uint64) {
+	rt.change(func(t *routes) *routes { return t.without(filters, func(g uint64) bool { return g == gen }) })
+}
+
+// removeUpTo takes out the routes of filters installed by generation gen
+// or before: an UNSUBACK removes what was subscribed before its
+// UNSUBSCRIBE was written, not a SUBSCRIBE written since.
+func (rt *router) removeUpTo(filters []string, gen uint64) {
+	rt.change(func(t *routes) *routes { return t.without(filters, func(g uint64) bool { return g <= gen }) })
+}
+
+// undo takes out the routes generation gen installed and puts back those
+// they replaced, where nothing newer took their place: a SUBSCRIBE that was
+// not sent leaves the routes as they were.
+func (rt *router) undo(filters []string, gen uint64, replaced []route) {
+	rt.change(func(t *routes) *routes {
+		next := t.without(filters, func(g uint64) bool { return g == gen })
+		if len(replaced) == 0 {
+			return next
+		}
+		var list []route
+		var gen uint64
+		if next != nil {
+			list, gen = append(list, next.list...), next.gen
+		}
+	outer:
+		for _, old := range replaced {
+			for _, r := range list {
+				if r.filter == old.filter {
+					continue outer
+				}
+			}
+			list = append(list, old)
+		}
+		return &routes{list: list, gen: gen}
+	})
+}
+
+// change swaps in f's copy of the table, trying again when another change
+// came first.
+func (rt *router) change(f func(*routes) *routes) {
 	for {
 		t := rt.cur.Load()
-		next := t.without(filters, gen)
+		next := f(t)
 		if next == t || rt.cur.CompareAndSwap(t, next) {
 			return
 		}
 	}
 }
 
-// without returns a copy of t without the routes of filters (only those of
-// generation gen, unless it is 0), or t itself when none goes.
-func (t *routes) without(filters []string, gen uint64) *routes {
+// without returns a copy of t without the routes of filters whose
+// generation gone accepts, or t itself when none goes.
+func (t *routes) without(filters []string, gone func(uint64) bool) *routes {
 	if t == nil {
 		return nil
 	}
 	list := make([]route, 0, len(t.list))
 	for _, r := range t.list {
-		gone := false
+		drop := false
 		for _, f := range filters {
-			if r.filter == f && (gen == 0 || r.gen == gen) {
-				gone = true
+			if r.filter == f && gone(r.gen) {
+				drop = true
 				break
 			}
 		}
-		if !gone {
+		if !drop {
 			list = append(list, r)
 		}
 	}

@@ -64,9 +64,14 @@ type SessionOptions struct {
 	// server did not keep are made again (their SUBACKs received), so that
 	// it may publish requests whose answers come on them. OnConnectionLost
 	// is called when a connection ends other than by Disconnect or Close;
-	// OnConnectError when an attempt fails. They run on the Session's own
-	// goroutine, one at a time; while one runs, the Session does not
-	// reconnect.
+	// OnConnectError when an attempt fails. They run one at a time, in
+	// order, on a goroutine of their own (which exists only while they
+	// run), so they may call the Session, Publish at QoS 1 or 2 included
+	// (which waits for its acknowledgement while the Session goes on
+	// reconnecting), and wait for messages their handlers get. When they
+	// fall behind, the calls of one callback still waiting merge into one,
+	// with the latest argument: at most three wait at any time. Done is
+	// closed once they have returned.
 	OnConnect        func(sessionPresent bool)
 	OnConnectionLost func(err error)
 	OnConnectError   func(err error)
@@ -91,9 +96,9 @@ type SessionOptions struct {
 // their context.
 //
 // A Session is safe for concurrent use. An idle Session runs two
-// goroutines: its supervisor and the current connection's reader; a writer
-// and a handler dispatcher run while there is something to write or
-// handle.
+// goroutines: its supervisor and the current connection's reader; a writer,
+// a handler dispatcher and a callback goroutine run while there is
+// something to write, handle or call back.
 type Session struct {
 	c        core
 	d        Dialer
@@ -107,11 +112,15 @@ type Session struct {
 	cancel  context.CancelFunc // ends ctx when stopped
 	current atomic.Pointer[conn]
 
-	mu      sync.Mutex
-	state   State
-	changed broadcast // state changed
-	lastErr error
-	err     error // why it ended; nil while it runs
+	mu        sync.Mutex
+	cb        [3]pendingCallback // callbacks waiting to run
+	cbOrder   []int              // their kinds, in the order they came
+	cbRunning bool               // the callback goroutine runs
+	cbDone    broadcast          // it ended
+	state     State
+	changed   broadcast // state changed
+	lastErr   error
+	err       error // why it ended; nil while it runs
 
 	stopOnce sync.Once
 }
@@ -159,6 +168,7 @@ func (s *Session) log() *slog.Logger { return s.c.cfg.log }
 // until Disconnect or a refusal its policy does not retry.
 func (s *Session) supervise() {
 	defer func() {
+		s.waitCallbacks()
 		s.c.end()
 		s.c.quiet()
 	}()
@@ -189,9 +199,7 @@ func (s *Session) supervise() {
 				}
 				if d < 0 {
 					s.log().Warn("mqtt connection refused: the session stops", slog.Any("error", err))
-					if s.opts.OnConnectError != nil {
-						s.opts.OnConnectError(err)
-					}
+					s.callback(cbConnectError, false, err)
 					s.end(err)
 					return
 				}
@@ -201,18 +209,14 @@ func (s *Session) supervise() {
 				backoff = min(2*backoff, s.opts.MaxBackoff)
 			}
 			s.log().Warn("mqtt connect failed", slog.Any("error", err), slog.Duration("retry_in", wait))
-			if s.opts.OnConnectError != nil {
-				s.opts.OnConnectError(err)
-			}
+			s.callback(cbConnectError, false, err)
 			continue
 		}
 		refusals = 0
 		up := time.Now()
 		if s.restore(cn, stop) {
 			s.setState(StateConnected)
-			if s.opts.OnConnect != nil {
-				s.opts.OnConnect(cn.sessionPresent)
-			}
+			s.callback(cbConnect, cn.sessionPresent, nil)
 		}
 		if !cn.waitDone(stop) {
 			cn.waitDone(nil) // Disconnect ends it
@@ -220,9 +224,7 @@ func (s *Session) supervise() {
 		}
 		if cn.error() != ErrClosed {
 			s.setLastErr(cn.error())
-			if s.opts.OnConnectionLost != nil {
-				s.opts.OnConnectionLost(cn.error())
-			}
+			s.callback(cbConnectionLost, false, cn.error())
 		}
 		if s.stopped.done() {
 			return
@@ -248,6 +250,84 @@ func (s *Session) sleep(d time.Duration, stop <-chan struct{}) bool {
 	case <-stop:
 		return false
 	}
+}
+
+// The Session's callbacks, as indexes of Session.cb.
+const (
+	cbConnect = iota
+	cbConnectionLost
+	cbConnectError
+)
+
+// pendingCallback is a callback waiting to run, with its latest argument.
+type pendingCallback struct {
+	waiting bool
+	sp      bool
+	err     error
+}
+
+// callback has callback kind called with sp or err, on the callback
+// goroutine, after those waiting before it; a call of the same kind still
+// waiting takes the new argument instead.
+func (s *Session) callback(kind int, sp bool, err error) {
+	switch {
+	case kind == cbConnect && s.opts.OnConnect == nil,
+		kind == cbConnectionLost && s.opts.OnConnectionLost == nil,
+		kind == cbConnectError && s.opts.OnConnectError == nil:
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pc := &s.cb[kind]
+	pc.sp, pc.err = sp, err
+	if !pc.waiting {
+		pc.waiting = true
+		s.cbOrder = append(s.cbOrder, kind)
+	}
+	if !s.cbRunning {
+		s.cbRunning = true
+		go s.runCallbacks()
+	}
+}
+
+// runCallbacks is the callback goroutine: it runs the waiting callbacks in
+// order, and ends when none waits.
+func (s *Session) runCallbacks() {
+	for {
+		s.mu.Lock()
+		if len(s.cbOrder) == 0 {
+			s.cbRunning = false
+			s.cbDone.notifyLocked()
+			s.mu.Unlock()
+			return
+		}
+		kind := s.cbOrder[0]
+		s.cbOrder = s.cbOrder[1:]
+		pc := &s.cb[kind]
+		sp, err := pc.sp, pc.err
+		pc.waiting, pc.err = false, nil
+		s.mu.Unlock()
+		switch kind {
+		case cbConnect:
+			s.opts.OnConnect(sp)
+		case cbConnectionLost:
+			s.opts.OnConnectionLost(err)
+		default:
+			s.opts.OnConnectError(err)
+		}
+	}
+}
+
+// waitCallbacks waits for the callback goroutine to end.
+func (s *Session) waitCallbacks() {
+	s.mu.Lock()
+	for s.cbRunning {
+		wake := s.cbDone.waitLocked()
+		s.mu.Unlock()
+		<-wake
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
 }
 
 // setState moves the Session to st, unless it is closed.
@@ -294,19 +374,23 @@ func (s *Session) connect() (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.stopped.done() {
-		// Disconnect came during the handshake: this connection is not
-		// used, and the Store not touched.
+	// Made current under s.mu, where Disconnect looks: either Disconnect
+	// sees this connection and waits for it (its reader starts below), or
+	// the connection sees the Session closed and is not used.
+	s.mu.Lock()
+	if s.state == StateClosed {
+		s.mu.Unlock()
 		cn.nc.Close()
 		cn.releaseDecoder()
 		return nil, errClosedNotSent
 	}
+	s.current.Store(cn)
+	s.mu.Unlock()
 	s.c.connected()
 	if !cn.sessionPresent {
 		s.c.forgetIn2()
 	}
 	s.c.apply(s.c.out.attach(cn, cn.sessionPresent, nil))
-	s.current.Store(cn)
 	cn.start()
 	if s.stopped.done() {
 		// Disconnect ran meanwhile and may not have seen this connection.
@@ -334,7 +418,7 @@ func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 				break
 			}
 			p := &packet.Subscribe{PacketID: r.id, Subscriptions: []packet.Subscription{{Filter: bytesOf(sub.Filter), QoS: sub.QoS}}}
-			if cn.send(s.ctx, p) != nil {
+			if cn.send(s.ctx, p) != nil || !s.c.out.queuedOn(r, cn) {
 				s.c.out.unregister(r)
 				break
 			}
@@ -366,7 +450,7 @@ func (s *Session) end(err error) {
 		s.stopped.fire()
 		s.cancel()
 		s.c.close(err)
-		s.c.in.stop()
+		s.c.stopInbox()
 	})
 }
 
@@ -487,8 +571,10 @@ func (s *Session) Discard(match func(Message) bool) int { return s.c.discard(mat
 // for room or for a connection. It is idempotent; when ctx ends first the
 // connection is closed at once and the error wraps ctx.Err().
 //
-// Once Disconnect has returned, the Session calls its Store no more: the
-// Store may be closed.
+// Once Done is closed, the Session calls its Store no more and the Store
+// may be closed: a handler still running when Disconnect returns may yet
+// record its QoS 2 message's packet identifier, as exactly-once delivery
+// needs [MQTT-4.3.3-2].
 //
 // Disconnect does not wait for the Session's callbacks (OnConnect,
 // OnConnectError, OnConnectionLost) and handlers, which may call it
@@ -500,7 +586,10 @@ func (s *Session) Disconnect(ctx context.Context) error {
 		s.closeState(ErrClosed)
 		s.stopped.fire()
 		s.cancel()
-		if cn := s.current.Load(); cn != nil {
+		s.mu.Lock()
+		cn := s.current.Load()
+		s.mu.Unlock()
+		if cn != nil {
 			cn.disconnect()
 			if !cn.waitDone(ctx.Done()) {
 				cn.shutdown(ErrClosed)
@@ -509,7 +598,7 @@ func (s *Session) Disconnect(ctx context.Context) error {
 			}
 		}
 		s.c.close(ErrClosed)
-		s.c.in.stop()
+		s.c.stopInbox()
 	})
 	return err
 }

@@ -70,7 +70,7 @@ func (cn *conn) lockRoom(ctx context.Context) error {
 	for {
 		if cn.state != connUp {
 			cn.wmu.Unlock()
-			return errClosedNotSent
+			return cn.endedErr()
 		}
 		if cn.queuedLocked() < int(cn.c.cfg.writeBuffer) {
 			return nil
@@ -84,6 +84,15 @@ func (cn *conn) lockRoom(ctx context.Context) error {
 		}
 		cn.wmu.Lock()
 	}
+}
+
+// endedErr is the error of a call that found the connection ending: a
+// Client ends with it (ErrClosed); a Session has another (ErrNotConnected).
+func (cn *conn) endedErr() error {
+	if cn.c.out.endsWithConn() {
+		return errClosedNotSent
+	}
+	return errConnEnded
 }
 
 // send queues p, waiting for room, and writes it on this goroutine unless

@@ -285,10 +285,12 @@ func (h *Hub) handleOperation(clientID string, payload []byte) {
 	}
 	// QoS 1 at most: the device's subscription QoS decides.
 	<-h.ready
+	// Counted first: the device may read Stats as soon as it has the reply.
+	h.timeRequests.Add(1)
 	if err := h.srv.Mochi().Publish(h.resultTopic, reply, false, 1); err != nil {
+		h.timeRequests.Add(-1)
 		h.log.Warn("hubsim: time reply not sent", "client_id", clientID, "error", err)
 		return
 	}
-	h.timeRequests.Add(1)
 	h.log.Debug("hubsim: time request answered", "client_id", clientID, "reply", string(reply))
 }
