@@ -137,8 +137,12 @@ type Options struct {
 	// drops before its acknowledgement, with the reason: ErrExpired,
 	// ErrTooManyAttempts or ErrDiscarded (all wrap ErrDropped). A Publish
 	// still waiting for the message returns the same error. It runs on the
-	// handler dispatcher, between handlers; m.Payload is the client's copy,
-	// which OnDrop may keep.
+	// handler dispatcher, between handlers, in the order the messages were
+	// accepted; m.Topic and m.Payload are the client's copy, which it no
+	// longer uses and OnDrop may keep. A dropped message still counts
+	// against MaxPending and MaxPendingBytes until its OnDrop call has
+	// returned, so that a slow OnDrop holds up Publish instead of piling up
+	// calls.
 	OnDrop func(m Message, err error)
 
 	// Store keeps the session's outbound QoS 1 and 2 messages and received
