@@ -30,7 +30,8 @@ type Message struct {
 	// worth sending: one that has not gone out (or must go out again
 	// after a reconnect) by then is dropped with ErrExpired (see
 	// Options.OnDrop), and Publish refuses one already past with
-	// ErrNotSent. The client looks when the message's turn to be written
+	// ErrNotSent (wrapping ErrExpired too, without an OnDrop call: test
+	// ErrNotSent first). The client looks when the message's turn to be written
 	// comes, so a Session offline drops it, and tells its waiter, at the
 	// next connection. It is kept in the Store. MQTT 3.1.1 carries no
 	// expiry: the server never sees it, and it is zero on received
@@ -219,7 +220,9 @@ func (cl *Client) Unsubscribe(ctx context.Context, filters ...string) error {
 // and is not offered to match. A discarded message that was written may
 // still reach subscribers; its packet identifier stays taken until the
 // server acknowledges it or the connection ends. match runs with the
-// client's outbox locked: it must not call the client.
+// client's outbox locked: it must not call the client. Once Done is
+// closed, Discard returns 0 and leaves the Store alone: messages a Store
+// keeps are discarded by the next client on it.
 func (cl *Client) Discard(match func(Message) bool) int { return cl.c.discard(match) }
 
 // Disconnect sends DISCONNECT after every packet already queued, closes the

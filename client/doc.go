@@ -41,8 +41,8 @@
 //   - pending: Options.MaxPending messages and MaxPendingBytes bytes
 //     accepted by Publish and not yet completed; the in-flight window,
 //     Options.MaxInflight of them on the wire.
-//   - received QoS 2 packet identifiers: a bitmap of 8 KiB, made with the
-//     first QoS 2 message.
+//   - received QoS 2 packet identifiers: a small set, made with the first
+//     QoS 2 message, which becomes a bitmap of 8 KiB beyond 256 of them.
 //   - packet identifiers in use: at most 65,535.
 //   - log records about the server's behaviour: a few per minute (Stats
 //     counts the rest).

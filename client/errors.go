@@ -12,7 +12,10 @@ import (
 var (
 	// ErrClosed is Client.Err after Disconnect or Close, and is wrapped by
 	// the errors of calls made on a client whose connection has ended
-	// (which wrap ErrNotSent too). It wraps net.ErrClosed.
+	// (which wrap ErrNotSent too). A Publish already waiting when the
+	// client is closed may return an error wrapping ErrClosed together
+	// with ErrPending (a Store keeps the message) or ErrConnectionLost
+	// (it was written): test those first. It wraps net.ErrClosed.
 	ErrClosed = fmt.Errorf("mqtt: client closed: %w", net.ErrClosed)
 
 	// ErrNotSent reports that a request was not sent, or that a QoS 1 or 2

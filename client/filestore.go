@@ -64,6 +64,9 @@ const (
 func OpenFileStore(path string, opts *FileStoreOptions) (*FileStore, error) {
 	s := &FileStore{path: path, sync: opts == nil || !opts.NoSync, out: make(map[uint64]StoredMessage), in: make(map[uint16]struct{})}
 	f, err := openLocked(path)
+	if errors.Is(err, ErrStoreLocked) {
+		return nil, fmt.Errorf("%w: %s", err, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: file store: %w", err)
 	}
