@@ -22,7 +22,7 @@ func memBound(t *testing.T, o Options) int64 {
 		t.Fatal(err)
 	}
 	P, W, I := int64(cfg.maxPacket), int64(cfg.writeBuffer), int64(cfg.inboxBytes)
-	return 2*(W+P) + P + 32<<10 + 2*I + 2*P + cfg.maxPendingB + 650*int64(cfg.maxPending) + 8<<10 + 2<<10
+	return 2*(W+P) + P + 32<<10 + 2*I + 2*P + cfg.maxPendingB + 650*int64(cfg.maxPending) + 400*int64(cfg.maxInflight) + 8<<10 + 2<<10
 }
 
 // liveHeap returns the bytes of live heap objects after a collection.

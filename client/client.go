@@ -236,7 +236,8 @@ func (cl *Client) Discard(match func(Message) bool) int { return cl.c.discard(ma
 // server re-sends unacknowledged QoS 1 and 2 messages of a persistent
 // session), and no handler starts after Disconnect returns; a handler
 // already running may still be, so that handlers may call Disconnect
-// themselves. Done tells when it has returned.
+// themselves, and OnDrop calls already due still run. Done tells when they
+// have returned.
 //
 // When ctx ends first, the connection is closed at once and the error wraps
 // ctx.Err(). Disconnect is idempotent and safe to call concurrently with

@@ -304,7 +304,7 @@ func (c *core) apply(eff []*request) {
 	}
 	for _, r := range eff {
 		if r.act&actUnroute != 0 {
-			c.rt.removeUpTo(r.filters, r.gen)
+			c.rt.removeUpTo(r.filters, r.gen.Load())
 		}
 		if r.act&actDrop != 0 {
 			c.rareCounts().dropped.Add(1)
@@ -373,13 +373,19 @@ func (c *core) dispatch() {
 // recordIn2 stores the identifier of a QoS 2 message just handled, before
 // its PUBREC. Without the record, a restart could deliver the message's
 // re-send again; so when the Store fails, the message is not
-// acknowledged, and it reports false.
+// acknowledged, and it reports false. An identifier forgotten meanwhile (a
+// new session, or an early PUBREL) is not stored: its record would outlive
+// the message.
 func (c *core) recordIn2(id uint16) bool {
 	st := c.cfg.store
 	if st == nil {
 		return true
 	}
 	c.smu.Lock()
+	if !c.hasIn2(id) {
+		c.smu.Unlock()
+		return true
+	}
 	err := st.PutInbound(id)
 	c.smu.Unlock()
 	if err != nil {
@@ -509,7 +515,7 @@ func (c *core) suback(cn *conn, p *packet.Suback) error {
 		}
 	}
 	if refused != nil {
-		c.rt.remove(refused, r.gen)
+		c.rt.remove(refused, r.gen.Load())
 	}
 	var buf [1]*request
 	c.apply(c.out.settle(r, nil, 0, buf[:0]))
@@ -575,6 +581,10 @@ func (c *core) queue(cn *conn, in *inbound, qos byte) error {
 			return nil
 		}
 		if err := cn.holdBack(wake); err != nil {
+			if in.record {
+				// Never handled: delivered when the server sends it again.
+				c.unhandled([]uint16{in.id})
+			}
 			return err
 		}
 		readOn = false
@@ -820,16 +830,17 @@ func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uin
 		if !c.out.bind(r, cn) {
 			continue // that connection ended meanwhile
 		}
-		var replaced []route
-		if r.kind == packet.SUBSCRIBE {
-			r.gen, replaced = c.rt.add(r.subs)
-		} else {
-			r.gen = c.rt.lastGen()
-		}
-		if err := cn.send(ctx, p); err != nil {
+		// The routes change as the packet is queued, under the write
+		// lock: generations follow the order packets go out in, and a
+		// request never queued changes nothing.
+		queued := func() {
 			if r.kind == packet.SUBSCRIBE {
-				c.rt.undo(filtersOf(r.subs), r.gen, replaced)
+				r.gen.Store(c.rt.add(r.subs))
+			} else {
+				r.gen.Store(c.rt.lastGen())
 			}
+		}
+		if err := cn.sendThen(ctx, p, queued); err != nil {
 			if err == errConnEnded && ctx.Err() == nil {
 				// A Session's connection ended before it was sent: on
 				// the next one.
@@ -848,14 +859,6 @@ func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uin
 		c.in.nudge()
 		return c.await(ctx, r, op)
 	}
-}
-
-func filtersOf(subs []Subscription) []string {
-	fs := make([]string, len(subs))
-	for i, s := range subs {
-		fs[i] = s.Filter
-	}
-	return fs
 }
 
 // discard drops the pending messages match selects.

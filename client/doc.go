@@ -55,6 +55,8 @@
 //	+ 2I + 2P         the inbox (messages and queue), the message a handler has,
 //	                  the one the reader holds while it waits for room
 //	+ B + 650 B × MaxPending   pending messages and their bookkeeping
+//	+ 400 B × MaxInflight      dropped messages still on the wire (their
+//	                           identifiers await the acknowledgement)
 //	+ 8 KiB + 2 KiB   received QoS 2 identifiers; the client itself
 //
 // bytes of heap beyond what the caller's handlers keep: with the defaults

@@ -110,12 +110,13 @@ func (b *inbox) put(in *inbound, readOn bool, size int, maxBytes int64) (queued,
 }
 
 // post queues a callback to run on the dispatcher, ahead of waiting
-// messages; it reports whether to start a dispatcher. After stop or end it
-// does nothing.
+// messages; it reports whether to start a dispatcher. Callbacks run after
+// stop and end too; once no dispatcher will start again (quiet) it does
+// nothing.
 func (b *inbox) post(f func()) (start bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.stopped || b.ended {
+	if b.quiet {
 		return false
 	}
 	// Ahead of the waiting messages, in order.
@@ -142,7 +143,6 @@ func (b *inbox) next() (in inbound, f func(), ok, last bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
-	case b.stopped:
 	case b.q != nil && b.q.ehead < len(b.q.events):
 		q := b.q
 		f = q.events[q.ehead]
@@ -150,10 +150,14 @@ func (b *inbox) next() (in inbound, f func(), ok, last bool) {
 		q.ehead++
 		if q.ehead == len(q.events) {
 			q.events, q.ehead = nil, 0
+			if q.len() == 0 {
+				b.q = nil
+			}
 		}
 		b.busy.Store(true)
 		b.room.notifyLocked()
 		return in, f, true, false
+	case b.stopped:
 	case b.lenLocked() > 0:
 		q := b.q
 		in = q.items[q.head]
@@ -210,22 +214,27 @@ func (b *inbox) end() (last bool) {
 	return false
 }
 
-// stop drops what is queued; the dispatcher ends after the handler it is
-// running, if any. It returns the identifiers of the new QoS 2 messages it
+// stop drops the messages queued; the dispatcher ends after the handler it
+// is running, if any, and the callbacks queued (OnDrop, which must hear of
+// every drop). It returns the identifiers of the new QoS 2 messages it
 // dropped, which were never handled.
 func (b *inbox) stop() (unhandled []uint16) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.q != nil {
-		for _, in := range b.q.items[b.q.head:] {
-			// (callbacks are in b.q.events)
+	if q := b.q; q != nil {
+		for _, in := range q.items[q.head:] {
 			if in.record {
 				unhandled = append(unhandled, in.id)
 			}
 		}
+		// The callbacks (OnDrop) still run.
+		q.items, q.head = nil, 0
+		if q.ehead == len(q.events) {
+			b.q = nil
+		}
 	}
 	b.stopped = true
-	b.q, b.bytes = nil, 0
+	b.bytes = 0
 	b.room.notifyLocked()
 	return unhandled
 }

@@ -1,8 +1,10 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +43,7 @@ type request struct {
 	subs    []Subscription
 	filters []string
 	codes   []packet.SubackCode
-	gen     uint64 // the router generation of its routes
+	gen     atomic.Uint64 // the router generation of its routes, set as it is queued (the reader may see the reply first)
 
 	// Outcome.
 	act     reqAction // work left for the outbox's caller
@@ -524,22 +526,36 @@ func (o *outbox) dropLocked(r *request, err error, eff []*request) []*request {
 			// lock, and the Store is called without it.
 			eff = append(eff, &request{act: actPut, kind: packet.PUBLISH, seq: r.seq, id: r.id, topic: r.topic, payload: r.payload, qos: 2, retain: r.retain, released: true, attempts: r.attempts, expires: r.expires, settled: true, noPool: true})
 		}
-		return settleLocked(r, err, actDrop, eff)
+		return o.zombieLocked(r, err, 0, eff)
 	}
 	o.unlinkLocked(r)
 	o.dropRoomLocked(r)
-	act := actDrop
-	if r.onWire {
-		r.zombie, r.noPool = true, true
-	} else {
-		o.ids.free(r)
-		o.changed.notifyLocked()
-		act |= actRelease
-	}
+	var act reqAction
 	if o.c().cfg.store != nil {
 		act |= actDelete
 	}
-	return settleLocked(r, err, act, eff)
+	if r.onWire {
+		r.zombie, r.noPool = true, true
+		return o.zombieLocked(r, err, act, eff)
+	}
+	o.ids.free(r)
+	o.changed.notifyLocked()
+	return settleLocked(r, err, act|actDrop|actRelease, eff)
+}
+
+// zombieLocked settles r, dropped while on the wire, with act, and lets
+// its copy of the message go: the request stays until its identifier is
+// free (at most MaxInflight of them), but the message's bytes, which no
+// longer count against MaxPendingBytes, go with the effect that tells
+// OnDrop, not with r.
+func (o *outbox) zombieLocked(r *request, err error, act reqAction, eff []*request) []*request {
+	if r.settled {
+		return eff
+	}
+	d := &request{kind: packet.PUBLISH, act: actDrop, seq: r.seq, id: r.id, topic: r.topic, payload: r.payload, qos: r.qos, retain: r.retain, expires: r.expires, weight: r.weight, err: err, settled: true, noPool: true}
+	r.topic, r.payload = "", nil
+	eff = settleLocked(r, err, act, eff)
+	return append(eff, d)
 }
 
 // expired reports whether r's expiry has passed.
@@ -719,6 +735,11 @@ func (o *outbox) withdraw(r *request, eff []*request) ([]*request, bool, bool) {
 func (o *outbox) discard(match func(Message) bool, eff []*request) []*request {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.closed {
+		// The Store keeps what it holds for the next client.
+		return eff
+	}
+	start := len(eff)
 	// All of match's answers first: should it panic, nothing has changed.
 	var picked []*request
 	for r := o.head; r != nil; r = r.next {
@@ -729,7 +750,31 @@ func (o *outbox) discard(match func(Message) bool, eff []*request) []*request {
 	for _, r := range picked {
 		eff = o.dropLocked(r, ErrDiscarded, eff)
 	}
-	return o.sendLocked(eff)
+	eff = o.sendLocked(eff)
+	// sendLocked may drop older messages (expired) after the picked ones:
+	// OnDrop hears of them in acceptance order.
+	sortDrops(eff[start:])
+	return eff
+}
+
+// sortDrops puts the drops among eff in acceptance order, leaving every
+// other effect in its place.
+func sortDrops(eff []*request) {
+	var at []int
+	var drops []*request
+	for i, r := range eff {
+		if r.act&actDrop != 0 {
+			at = append(at, i)
+			drops = append(drops, r)
+		}
+	}
+	if len(drops) < 2 {
+		return
+	}
+	slices.SortStableFunc(drops, func(a, b *request) int { return cmp.Compare(a.seq, b.seq) })
+	for i, r := range drops {
+		eff[at[i]] = r
+	}
 }
 
 // attach makes cn the current connection, after a CONNACK with session

@@ -25,7 +25,7 @@ type routes struct {
 }
 
 // router holds the subscriptions and their handlers. A subscription's route
-// is installed before its SUBSCRIBE is written, so that messages the server
+// is installed as its SUBSCRIBE is queued, before it is written, so that messages the server
 // sends before its SUBACK (spec 3.8.4 allows it; retained messages often
 // come so) reach its handler; it goes when the server refuses the filter or
 // an UNSUBACK comes. Readers take the table without a lock; a change
@@ -39,22 +39,21 @@ type router struct {
 func (rt *router) snapshot() *routes { return rt.cur.Load() }
 
 // add installs routes for subs, replacing those of the same filters
-// [MQTT-3.8.4-3], and returns the generation that names them and the
-// routes they replaced (for undo).
-func (rt *router) add(subs []Subscription) (uint64, []route) {
+// [MQTT-3.8.4-3], and returns the generation that names them. It is called
+// as their SUBSCRIBE is queued for writing.
+func (rt *router) add(subs []Subscription) uint64 {
 	for {
 		t := rt.cur.Load()
-		next, gen, replaced := t.with(subs)
+		next, gen := t.with(subs)
 		if rt.cur.CompareAndSwap(t, next) {
-			return gen, replaced
+			return gen
 		}
 	}
 }
 
-// with returns a copy of t with routes for subs, their generation, and
-// the routes they replace.
-func (t *routes) with(subs []Subscription) (*routes, uint64, []route) {
-	var list, replaced []route
+// with returns a copy of t with routes for subs, and their generation.
+func (t *routes) with(subs []Subscription) (*routes, uint64) {
+	var list []route
 	gen := uint64(1)
 	if t != nil {
 		list = append(list, t.list...)
@@ -65,9 +64,6 @@ func (t *routes) with(subs []Subscription) (*routes, uint64, []route) {
 		found := false
 		for i := range list {
 			if list[i].filter == s.Filter {
-				if list[i].gen != gen {
-					replaced = append(replaced, list[i])
-				}
 				list[i], found = r, true
 				break
 			}
@@ -76,7 +72,7 @@ func (t *routes) with(subs []Subscription) (*routes, uint64, []route) {
 			list = append(list, r)
 		}
 	}
-	return &routes{list: list, gen: gen}, gen, replaced
+	return &routes{list: list, gen: gen}, gen
 }
 
 // lastGen returns the generation of the newest routes.
@@ -98,33 +94,6 @@ func (rt *router) remove(filters []string, gen uint64) {
 // UNSUBSCRIBE was written, not a SUBSCRIBE written since.
 func (rt *router) removeUpTo(filters []string, gen uint64) {
 	rt.change(func(t *routes) *routes { return t.without(filters, func(g uint64) bool { return g <= gen }) })
-}
-
-// undo takes out the routes generation gen installed and puts back those
-// they replaced, where nothing newer took their place: a SUBSCRIBE that was
-// not sent leaves the routes as they were.
-func (rt *router) undo(filters []string, gen uint64, replaced []route) {
-	rt.change(func(t *routes) *routes {
-		next := t.without(filters, func(g uint64) bool { return g == gen })
-		if len(replaced) == 0 {
-			return next
-		}
-		var list []route
-		var gen uint64
-		if next != nil {
-			list, gen = append(list, next.list...), next.gen
-		}
-	outer:
-		for _, old := range replaced {
-			for _, r := range list {
-				if r.filter == old.filter {
-					continue outer
-				}
-			}
-			list = append(list, old)
-		}
-		return &routes{list: list, gen: gen}
-	})
 }
 
 // change swaps in f's copy of the table, trying again when another change

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,8 +71,9 @@ type SessionOptions struct {
 	// (which waits for its acknowledgement while the Session goes on
 	// reconnecting), and wait for messages their handlers get. When they
 	// fall behind, the calls of one callback still waiting merge into one,
-	// with the latest argument: at most three wait at any time. Done is
-	// closed once they have returned.
+	// with the latest argument, in the place of the latest call (so the
+	// last to run tells the latest state): at most three wait at any time.
+	// Done is closed once they have returned.
 	OnConnect        func(sessionPresent bool)
 	OnConnectionLost func(err error)
 	OnConnectError   func(err error)
@@ -268,7 +270,8 @@ type pendingCallback struct {
 
 // callback has callback kind called with sp or err, on the callback
 // goroutine, after those waiting before it; a call of the same kind still
-// waiting takes the new argument instead.
+// waiting merges into this one: it takes the new argument and moves to the
+// end, so that the last callback run tells the latest state.
 func (s *Session) callback(kind int, sp bool, err error) {
 	switch {
 	case kind == cbConnect && s.opts.OnConnect == nil,
@@ -280,10 +283,11 @@ func (s *Session) callback(kind int, sp bool, err error) {
 	defer s.mu.Unlock()
 	pc := &s.cb[kind]
 	pc.sp, pc.err = sp, err
-	if !pc.waiting {
-		pc.waiting = true
-		s.cbOrder = append(s.cbOrder, kind)
+	if pc.waiting {
+		s.cbOrder = slices.DeleteFunc(s.cbOrder, func(k int) bool { return k == kind })
 	}
+	pc.waiting = true
+	s.cbOrder = append(s.cbOrder, kind)
 	if !s.cbRunning {
 		s.cbRunning = true
 		go s.runCallbacks()
@@ -409,7 +413,8 @@ func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 	if !cn.sessionPresent {
 		subs, gens := s.c.rt.all()
 		for i, sub := range subs {
-			r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, gen: gens[i], done: make(chan struct{}, 1), noPool: true}
+			r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, done: make(chan struct{}, 1), noPool: true}
+			r.gen.Store(gens[i])
 			if s.c.out.reserveID(s.ctx, r) != nil {
 				break
 			}

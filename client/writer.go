@@ -98,6 +98,13 @@ func (cn *conn) endedErr() error {
 // send queues p, waiting for room, and writes it on this goroutine unless
 // a write is under way.
 func (cn *conn) send(ctx context.Context, p packet.Packet) error {
+	return cn.sendThen(ctx, p, nil)
+}
+
+// sendThen is send, calling queued (when not nil) with the write lock held
+// once p is in the write buffer and before any of it can be written. On
+// error queued has not been called.
+func (cn *conn) sendThen(ctx context.Context, p packet.Packet, queued func()) error {
 	if err := cn.lockRoom(ctx); err != nil {
 		return err
 	}
@@ -106,8 +113,12 @@ func (cn *conn) send(ctx context.Context, p packet.Packet) error {
 	var err error
 	*b, err = p.AppendTo(*b)
 	if err != nil {
+		*b = (*b)[:n]
 		cn.wmu.Unlock()
 		return fmt.Errorf("mqtt: %v: %w", p.Type(), err)
+	}
+	if queued != nil {
+		queued()
 	}
 	cn.countSent(len(*b) - n)
 	cn.logPacket("sent", p)
