@@ -52,6 +52,24 @@ type core struct {
 	done event
 }
 
+// enter keeps Done from closing while a call on the caller's goroutine
+// turns the outbox's decisions into Store calls and OnDrop calls (apply);
+// exit ends that. It reports false once Done may have closed: the outbox
+// is closed then, and the call has nothing to apply.
+func (c *core) enter() bool {
+	for {
+		n := c.left.Load()
+		if n <= 0 {
+			return false
+		}
+		if c.left.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (c *core) exit() { c.quiet() }
+
 // quiet counts one of the two parts of the client's life as gone for good.
 func (c *core) quiet() {
 	if c.left.Add(-1) == 0 {
@@ -104,9 +122,11 @@ type Stats struct {
 	BytesSent, BytesReceived     uint64
 	// InFlight is the number of PUBLISHes and PUBRELs written on the
 	// current connection and not yet acknowledged (at most
-	// Options.MaxInflight); Pending, the QoS 1 and 2 messages accepted by
-	// Publish and not yet completed, InFlight included, and PendingBytes
-	// their topics' and payloads' bytes.
+	// Options.MaxInflight), dropped messages awaiting their
+	// acknowledgement included; Pending, the QoS 1 and 2 messages accepted
+	// by Publish and neither completed nor dropped, and PendingBytes their
+	// topics' and payloads' bytes, with those of dropped messages whose
+	// OnDrop call has not yet returned (they hold their room till then).
 	InFlight, Pending int
 	PendingBytes      int64
 	// Inbox is the number of received messages waiting for their
@@ -328,9 +348,15 @@ func (c *core) apply(eff []*request) {
 	}
 }
 
-// post runs f on the dispatcher.
+// post runs f on the dispatcher, or here when no dispatcher will run again
+// (the client is ending: no handler runs any more).
 func (c *core) post(f func()) {
-	if c.in.post(f) {
+	start, inline := c.in.post(f)
+	if inline {
+		f()
+		return
+	}
+	if start {
 		c.startDispatcher()
 	}
 }
@@ -678,15 +704,23 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 			r.noPool = true
 			return fmt.Errorf("mqtt: publish: storing the message: %w: %w", ErrNotSent, err)
 		}
+		entered := c.enter()
 		cn, alone, eff := c.out.enqueue(r, nil)
 		c.smu.Unlock()
 		c.apply(eff)
 		cn.write(alone)
+		if entered {
+			c.exit()
+		}
 	} else {
 		var buf [2]*request
+		entered := c.enter()
 		cn, alone, eff := c.out.enqueue(r, buf[:0])
 		c.apply(eff)
 		cn.write(alone)
+		if entered {
+			c.exit()
+		}
 	}
 	if !wait {
 		return nil
@@ -739,6 +773,9 @@ func (c *core) await(ctx context.Context, r *request, op string) error {
 		return fmt.Errorf("mqtt: %s: waiting for acknowledgement: %w", op, ctx.Err())
 	}
 	var buf [1]*request
+	if c.enter() {
+		defer c.exit()
+	}
 	eff, withdrawn, settled := c.out.withdraw(r, buf[:0])
 	if settled {
 		<-r.done
@@ -863,6 +900,10 @@ func (c *core) request(ctx context.Context, r *request, p packet.Packet, id *uin
 
 // discard drops the pending messages match selects.
 func (c *core) discard(match func(Message) bool) int {
+	if !c.enter() {
+		return 0
+	}
+	defer c.exit()
 	eff := c.out.discard(match, nil)
 	n := 0
 	for _, r := range eff {

@@ -111,20 +111,20 @@ func (b *inbox) put(in *inbound, readOn bool, size int, maxBytes int64) (queued,
 
 // post queues a callback to run on the dispatcher, ahead of waiting
 // messages; it reports whether to start a dispatcher. Callbacks run after
-// stop and end too; once no dispatcher will start again (quiet) it does
-// nothing.
-func (b *inbox) post(f func()) (start bool) {
+// stop and end too; once no dispatcher will start again (quiet) it queues
+// nothing and reports inline: the caller runs f itself.
+func (b *inbox) post(f func()) (start, inline bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.quiet {
-		return false
+		return false, true
 	}
 	// Ahead of the waiting messages, in order.
 	if b.q == nil {
 		b.q = new(queue)
 	}
 	b.q.events = append(b.q.events, f)
-	return b.startLocked()
+	return b.startLocked(), false
 }
 
 func (b *inbox) startLocked() bool {

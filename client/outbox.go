@@ -814,6 +814,7 @@ func (o *outbox) resumeAfterAttach(eff []*request) []*request {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.holding = false
+	o.changed.notifyLocked() // requests waiting for the connection
 	return o.sendLocked(eff)
 }
 
@@ -955,7 +956,10 @@ func (o *outbox) waitConn(ctx context.Context, old *conn) (*conn, error) {
 	o.mu.Lock()
 	for {
 		cn, closed := o.cn, o.closed
-		if cn != nil && cn != old {
+		// Not while a Session restores its subscriptions (holding): a
+		// request queued ahead of those SUBSCRIBEs would reach the server
+		// in another order than its generation says.
+		if cn != nil && cn != old && !o.holding {
 			o.mu.Unlock()
 			return cn, nil
 		}
