@@ -132,7 +132,10 @@ func (cl *Client) ClientID() string { return cl.c.cfg.clientID }
 func (cl *Client) SessionPresent() bool { return cl.cn.sessionPresent }
 
 // Done returns a channel that is closed when the connection has ended and
-// all of the client's goroutines are done, a running handler included.
+// all of the client's goroutines are done, a running handler and OnDrop
+// calls included, as are Publish and Discard calls still completing what
+// they decided (their Store calls and OnDrop calls): after it, the client
+// calls neither the Store nor OnDrop.
 func (cl *Client) Done() <-chan struct{} { return cl.c.done.wait() }
 
 // Err returns nil while the connection is up, and afterwards why it ended:

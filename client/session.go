@@ -496,7 +496,8 @@ func (s *Session) ClientID() string { return s.c.cfg.clientID }
 
 // Done returns a channel that is closed after the Session ended (by
 // Disconnect or Close, or a refusal RetryRefused does not retry), once all
-// of its goroutines are done, a running handler included.
+// of its goroutines are done, a running handler included, with the same
+// guarantees as Client.Done.
 func (s *Session) Done() <-chan struct{} { return s.c.done.wait() }
 
 // Err returns nil while the Session runs, ErrClosed after Disconnect or
