@@ -49,6 +49,7 @@ type conn struct {
 	state          connState
 	writing        bool // a write is under way
 	writer         bool // the writer goroutine runs
+	detaching      bool // shutdown is telling the core of the end
 	wantRoom       bool // the outbox's window stopped for lack of room
 	done           bool // the reader and the writer have exited
 	sessionPresent bool
@@ -257,7 +258,7 @@ func (cn *conn) readLoop() {
 func (cn *conn) readerExit() {
 	cn.releaseDecoder()
 	cn.wmu.Lock()
-	for cn.writer {
+	for cn.writer || cn.detaching {
 		wake := cn.room.waitLocked()
 		cn.wmu.Unlock()
 		<-wake
@@ -334,6 +335,7 @@ func (cn *conn) shutdown(cause error) {
 	}
 	cn.state = connClosed
 	cn.err = cause
+	cn.detaching = true
 	cn.room.notifyLocked()
 	cn.ended.notifyLocked()
 	cn.wmu.Unlock()
@@ -344,6 +346,12 @@ func (cn *conn) shutdown(cause error) {
 	} else {
 		cn.c.cfg.log.Debug("mqtt connection closed")
 	}
+	// The reader's exit (and so the client's Done) waits for this, which
+	// may run on a caller's goroutine whose write failed.
+	cn.wmu.Lock()
+	cn.detaching = false
+	cn.room.notifyLocked()
+	cn.wmu.Unlock()
 }
 
 // closing reports whether DISCONNECT is queued or the connection has

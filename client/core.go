@@ -686,6 +686,12 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 		r.noPool = true
 		return err
 	}
+	// Done waits until what follows is applied (Store calls, OnDrop).
+	if !c.enter() {
+		c.out.unreserve(r)
+		r.noPool = true
+		return errClosedNotSent
+	}
 	if st := c.cfg.store; st != nil {
 		// Stored before it can be sent, in sequence order, so that re-sends
 		// after a restart keep the order of the first sends.
@@ -694,6 +700,7 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 			c.smu.Unlock()
 			c.out.unreserve(r)
 			r.noPool = true
+			c.exit()
 			return errClosedNotSent
 		}
 		r.seq = c.out.nextSeq()
@@ -702,26 +709,20 @@ func (c *core) publish(ctx context.Context, m Message, wait bool) error {
 			c.smu.Unlock()
 			c.out.unreserve(r)
 			r.noPool = true
+			c.exit()
 			return fmt.Errorf("mqtt: publish: storing the message: %w: %w", ErrNotSent, err)
 		}
-		entered := c.enter()
 		cn, alone, eff := c.out.enqueue(r, nil)
 		c.smu.Unlock()
 		c.apply(eff)
 		cn.write(alone)
-		if entered {
-			c.exit()
-		}
 	} else {
 		var buf [2]*request
-		entered := c.enter()
 		cn, alone, eff := c.out.enqueue(r, buf[:0])
 		c.apply(eff)
 		cn.write(alone)
-		if entered {
-			c.exit()
-		}
 	}
+	c.exit()
 	if !wait {
 		return nil
 	}

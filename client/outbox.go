@@ -349,6 +349,13 @@ func (o *outbox) reserveID(ctx context.Context, r *request) error {
 	return nil
 }
 
+// idFree reports whether a packet identifier is free now.
+func (o *outbox) idFree() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.ids.full()
+}
+
 // bind records that r, a SUBSCRIBE or UNSUBSCRIBE, is about to be written
 // on cn, so that it fails with cn. It reports false when cn is no longer
 // the current connection.

@@ -410,12 +410,23 @@ func (s *Session) connect() (*conn, error) {
 // stopped.
 func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 	var reqs []*request
+	resumed := false
 	if !cn.sessionPresent {
 		subs, gens := s.c.rt.all()
 		for i, sub := range subs {
 			r := &request{kind: packet.SUBSCRIBE, subs: []Subscription{sub}, done: make(chan struct{}, 1), noPool: true}
 			r.gen.Store(gens[i])
-			if s.c.out.reserveID(s.ctx, r) != nil {
+			if !resumed && !s.c.out.idFree() {
+				// Every packet identifier is taken (pending messages, with
+				// MaxPending near 65,535): let the pending messages go, so
+				// that their acknowledgements free some, rather than wait
+				// for ever.
+				s.log().Warn("mqtt: no packet identifier free to restore the subscriptions: pending messages go first")
+				resumed = true
+				s.c.apply(s.c.out.resumeAfterAttach(nil))
+				cn.flush()
+			}
+			if s.reserveOn(cn, r) != nil {
 				break
 			}
 			if !s.c.out.bind(r, cn) {
@@ -430,8 +441,10 @@ func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 			reqs = append(reqs, r)
 		}
 	}
-	s.c.apply(s.c.out.resumeAfterAttach(nil))
-	cn.flush()
+	if !resumed {
+		s.c.apply(s.c.out.resumeAfterAttach(nil))
+		cn.flush()
+	}
 	closed := cn.waitClosed()
 	for _, r := range reqs {
 		select {
@@ -446,6 +459,24 @@ func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 		}
 	}
 	return !cn.isClosed()
+}
+
+// reserveOn waits for a packet identifier for r while cn lasts and the
+// Session runs.
+func (s *Session) reserveOn(cn *conn, r *request) error {
+	if s.c.out.idFree() {
+		return s.c.out.reserveID(s.ctx, r)
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel() // ends the goroutine below
+	go func() {
+		select {
+		case <-cn.waitClosed():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return s.c.out.reserveID(ctx, r)
 }
 
 // end stops the Session from its own goroutine with err.
@@ -589,6 +620,11 @@ func (s *Session) Discard(match func(Message) bool) int { return s.c.discard(mat
 func (s *Session) Disconnect(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
+		// Done waits for the outbox's close below: a call accepted
+		// meanwhile makes its Store calls before Done.
+		if s.c.enter() {
+			defer s.c.exit()
+		}
 		s.closeState(ErrClosed)
 		s.stopped.fire()
 		s.cancel()
