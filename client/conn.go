@@ -49,7 +49,6 @@ type conn struct {
 	state          connState
 	writing        bool // a write is under way
 	writer         bool // the writer goroutine runs
-	detaching      bool // shutdown is telling the core of the end
 	wantRoom       bool // the outbox's window stopped for lack of room
 	done           bool // the reader and the writer have exited
 	sessionPresent bool
@@ -254,11 +253,12 @@ func (cn *conn) readLoop() {
 }
 
 // readerExit ends the reader, after shutdown: it waits for the writer,
-// gives the buffers back, tells the owner and marks the connection done.
+// gives the buffers back, tells the core of the end (detached: the only
+// place that does), tells the owner and marks the connection done.
 func (cn *conn) readerExit() {
 	cn.releaseDecoder()
 	cn.wmu.Lock()
-	for cn.writer || cn.detaching {
+	for cn.writer {
 		wake := cn.room.waitLocked()
 		cn.wmu.Unlock()
 		<-wake
@@ -268,7 +268,14 @@ func (cn *conn) readerExit() {
 		putBuffer(cn.wbuf)
 		cn.wbuf = nil
 	}
+	cause := cn.err
 	cn.wmu.Unlock()
+	cn.c.detached(cn, cause)
+	if cause != ErrClosed {
+		cn.c.cfg.log.Warn("mqtt connection lost", slog.Any("error", cause))
+	} else {
+		cn.c.cfg.log.Debug("mqtt connection closed")
+	}
 	cn.c.connDone(cn)
 	cn.wmu.Lock()
 	cn.done = true
@@ -335,23 +342,13 @@ func (cn *conn) shutdown(cause error) {
 	}
 	cn.state = connClosed
 	cn.err = cause
-	cn.detaching = true
 	cn.room.notifyLocked()
 	cn.ended.notifyLocked()
 	cn.wmu.Unlock()
+	// The reader, which this wakes, tells the core (readerExit), whatever
+	// goroutine ends the connection: a caller whose write failed must not
+	// be applying the end's effects after the client's Done.
 	cn.nc.Close()
-	cn.c.detached(cn, cause)
-	if cause != ErrClosed {
-		cn.c.cfg.log.Warn("mqtt connection lost", slog.Any("error", cause))
-	} else {
-		cn.c.cfg.log.Debug("mqtt connection closed")
-	}
-	// The reader's exit (and so the client's Done) waits for this, which
-	// may run on a caller's goroutine whose write failed.
-	cn.wmu.Lock()
-	cn.detaching = false
-	cn.room.notifyLocked()
-	cn.wmu.Unlock()
 }
 
 // closing reports whether DISCONNECT is queued or the connection has

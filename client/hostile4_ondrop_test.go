@@ -14,9 +14,10 @@ import (
 // TestHostileSubscribeWriteFailsDoneBeforeOnDrop: a Subscribe writes its
 // SUBSCRIBE on its own goroutine (flush); the write fails, so that
 // goroutine ends the connection and applies the outbox's decisions
-// (MaxAttempts 1 drops the message on the wire). The reader's exit, and so
-// Done, waits for that: the OnDrop call comes before Done. Before, Done
-// closed first and OnDrop ran after it, inline on the Subscribe goroutine.
+// (MaxAttempts 1 drops the message on the wire). The connection's end is
+// applied by its reader alone, before Done: the OnDrop call comes before
+// Done. Before, the Subscribe goroutine applied it while the reader exited
+// and Done closed, and OnDrop ran after Done.
 func TestHostileSubscribeWriteFailsDoneBeforeOnDrop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls, afterDone atomic.Int64
@@ -57,8 +58,9 @@ func TestHostileSubscribeWriteFailsDoneBeforeOnDrop(t *testing.T) {
 			_, err := c.Subscribe(context.Background(), Subscription{Filter: "x", Handler: func(Message) {}})
 			subErr <- err
 		}()
-		<-h.entered // the Subscribe goroutine is in apply, about to call OnDrop
+		synctest.Wait() // the Subscribe's write failed; the reader is held
 		close(w.release)
+		<-h.entered // the end is being applied, an OnDrop call to come
 		doneEarly := false
 		select {
 		case <-c.Done():
