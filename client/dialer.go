@@ -13,8 +13,11 @@ import (
 //
 // Dial must return once ctx ends, with an error. The client sets read and
 // write deadlines on the connection: keep alive runs on the read deadline,
-// so a read that times out must leave the stream as it was, as every
-// net.Conn of the standard library and of netx does.
+// so a read that times out must leave the stream as it was, and Close
+// must unblock a Read under way (the net.Conn contract): the connection's
+// reader is what ends it, so calls waiting on a connection whose Read
+// outlives Close wait as long. Every net.Conn of the standard library and
+// of netx does both.
 type Dialer interface {
 	Dial(ctx context.Context) (net.Conn, error)
 }
