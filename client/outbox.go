@@ -386,8 +386,8 @@ func (o *outbox) unregister(r *request) {
 func (o *outbox) queuedOn(r *request, cn *conn) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if r.settled {
-		return true
+	if r.settled || r.written {
+		return true // answered already
 	}
 	if r.on != cn || o.cn != cn {
 		return false
@@ -666,6 +666,7 @@ func (o *outbox) suback(cn *conn, p *packet.Suback) (*request, error) {
 		return nil, violation("SUBACK with %d return codes for %d topic filters [MQTT-3.9.3-1]", len(p.ReturnCodes), len(r.subs))
 	}
 	r.codes = append([]packet.SubackCode(nil), p.ReturnCodes...)
+	r.written = true // answered: queuedOn may come after
 	o.unbindLocked(r)
 	o.ids.free(r)
 	o.changed.notifyLocked()
