@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/devicemq/mqtt/internal/redact"
 	"github.com/devicemq/mqtt/packet"
+	"reflect"
 )
 
 // Defaults for zero Options fields.
@@ -373,4 +375,22 @@ func randIndex(n int) int {
 			return int(b[0]) % n
 		}
 	}
+}
+
+// String formats o with Password redacted, as every fmt verb (%v, %+v, %s,
+// %q; %#v through GoString) and slog (LogValue) show it: secrets never
+// print. Pointers (Store, Logger, Will) show as addresses.
+func (o Options) String() string { return redact.Struct(o, hideOptions) }
+
+// GoString is String, for %#v.
+func (o Options) GoString() string { return o.String() }
+
+// LogValue implements slog.LogValuer with String's text.
+func (o Options) LogValue() slog.Value { return redact.Value(o.String()) }
+
+func hideOptions(field string, v reflect.Value) (string, bool) {
+	if field == "Password" {
+		return redact.Secret(v), true
+	}
+	return "", false
 }

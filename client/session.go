@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devicemq/mqtt/internal/redact"
 	"github.com/devicemq/mqtt/packet"
+	"reflect"
 )
 
 // Defaults for zero SessionOptions fields.
@@ -652,3 +654,14 @@ func (s *Session) Close() error {
 	defer cancel()
 	return s.Disconnect(ctx)
 }
+
+// String formats o as Options.String does, the password redacted.
+func (o SessionOptions) String() string {
+	return redact.Struct(o, func(string, reflect.Value) (string, bool) { return "", false })
+}
+
+// GoString is String, for %#v.
+func (o SessionOptions) GoString() string { return o.String() }
+
+// LogValue implements slog.LogValuer with String's text.
+func (o SessionOptions) LogValue() slog.Value { return redact.Value(o.String()) }

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/devicemq/mqtt/internal/redact"
 )
 
 // ErrProxy reports that an HTTP proxy refused to open a tunnel (RFC 9110
@@ -113,7 +115,7 @@ func (o *Options) proxyFor(addr string, secure bool) (*url.URL, error) {
 	if o.Proxy != "" {
 		u, err := url.Parse(o.Proxy)
 		if err != nil {
-			return nil, fmt.Errorf("proxy URL: %w", err)
+			return nil, fmt.Errorf("proxy URL %s: %w", redact.URL(o.Proxy), urlCause(err))
 		}
 		if u.Scheme != "http" || u.Host == "" {
 			return nil, fmt.Errorf("proxy URL %s: want http://[user:password@]host[:port]", u.Redacted())

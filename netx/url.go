@@ -6,9 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/devicemq/mqtt/internal/redact"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 )
 
@@ -93,7 +96,7 @@ func URL(rawURL string, opts *Options) (Dialer, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("netx: broker URL: %w", err)
+		return nil, fmt.Errorf("netx: broker URL %s: %w", redact.URL(rawURL), urlCause(err))
 	}
 	if u.User != nil {
 		// MQTT credentials belong in the CONNECT (client.Options), proxy
@@ -224,4 +227,33 @@ func (o *Options) tlsConfig(addr string) (*tls.Config, error) {
 		cfg.Certificates = append(cfg.Certificates, cert)
 	}
 	return cfg, nil
+}
+
+// String formats o with the password of Proxy redacted and WebSocket as
+// WebSocketOptions.String shows it, under every fmt verb (%#v through
+// GoString) and slog (LogValue): secrets never print. Pointers (TLSConfig,
+// which may hold private keys) show as addresses.
+func (o Options) String() string {
+	return redact.Struct(o, func(field string, v reflect.Value) (string, bool) {
+		if field == "Proxy" {
+			return redact.URL(v.String()), true
+		}
+		return "", false
+	})
+}
+
+// GoString is String, for %#v.
+func (o Options) GoString() string { return o.String() }
+
+// LogValue implements slog.LogValuer with String's text.
+func (o Options) LogValue() slog.Value { return redact.Value(o.String()) }
+
+// urlCause is the cause of a url.Parse error, without the URL it quotes
+// (which may hold a password).
+func urlCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

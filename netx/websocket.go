@@ -13,7 +13,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/devicemq/mqtt/internal/redact"
 	"github.com/gobwas/ws"
+	"log/slog"
+	"reflect"
+	"slices"
 )
 
 // Subprotocol is the WebSocket subprotocol name MQTT uses. WebSocket offers
@@ -246,7 +250,7 @@ func WebSocket(rawURL string, opts *WebSocketOptions) Dialer {
 
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		d.err = err
+		d.err = fmt.Errorf("netx: websocket URL %s: %w", redact.URL(rawURL), urlCause(err))
 		return d
 	}
 	d.display = u.Redacted()
@@ -427,3 +431,29 @@ func (r *prefixReader) Read(p []byte) (int, error) {
 	}
 	return r.conn.Read(p)
 }
+
+// String formats o with the values of Header redacted (they may carry
+// tokens): only the header names show. %#v (GoString) and slog (LogValue)
+// show the same.
+func (o WebSocketOptions) String() string {
+	return redact.Struct(o, func(field string, v reflect.Value) (string, bool) {
+		if field != "Header" {
+			return "", false
+		}
+		if v.Len() == 0 {
+			return "map[]", true
+		}
+		names := make([]string, 0, v.Len())
+		for _, k := range v.MapKeys() {
+			names = append(names, k.String()+":"+redact.Mark)
+		}
+		slices.Sort(names)
+		return "map[" + strings.Join(names, " ") + "]", true
+	})
+}
+
+// GoString is String, for %#v.
+func (o WebSocketOptions) GoString() string { return o.String() }
+
+// LogValue implements slog.LogValuer with String's text.
+func (o WebSocketOptions) LogValue() slog.Value { return redact.Value(o.String()) }

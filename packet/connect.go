@@ -1,6 +1,11 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"github.com/devicemq/mqtt/internal/redact"
+	"log/slog"
+	"reflect"
+)
 
 // Protocol levels (spec 3.1.2.2).
 const (
@@ -270,3 +275,21 @@ func (p *Connect) Clone() *Connect {
 	c.Password, _ = cloneInto(buf, p.Password)
 	return &c
 }
+
+// String formats p with Password redacted (when PasswordFlag is set or a
+// password is present), as every fmt verb (%#v through GoString) and slog
+// (LogValue) show it: secrets never print.
+func (p Connect) String() string {
+	return redact.Struct(p, func(field string, v reflect.Value) (string, bool) {
+		if field == "Password" {
+			return redact.Secret(v), true
+		}
+		return "", false
+	})
+}
+
+// GoString is String, for %#v.
+func (p Connect) GoString() string { return p.String() }
+
+// LogValue implements slog.LogValuer with String's text.
+func (p Connect) LogValue() slog.Value { return redact.Value(p.String()) }

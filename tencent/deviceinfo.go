@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/devicemq/mqtt/internal/redact"
+	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"unicode/utf8"
 )
@@ -419,3 +422,21 @@ func decodeSecret(secret string) ([]byte, error) {
 func (d *DeviceInfo) ClientID() string {
 	return d.ProductID + d.DeviceName
 }
+
+// String formats d with ProductSecret and DeviceSecret redacted, as every
+// fmt verb (%v, %+v, %s, %q; %#v through GoString) and slog (LogValue)
+// show it: secrets never print.
+func (d DeviceInfo) String() string {
+	return redact.Struct(d, func(field string, v reflect.Value) (string, bool) {
+		if field == "ProductSecret" || field == "DeviceSecret" {
+			return redact.Secret(v), true
+		}
+		return "", false
+	})
+}
+
+// GoString is String, for %#v.
+func (d DeviceInfo) GoString() string { return d.String() }
+
+// LogValue implements slog.LogValuer with String's text.
+func (d DeviceInfo) LogValue() slog.Value { return redact.Value(d.String()) }

@@ -377,3 +377,6 @@ func (d *DeviceInfo) VerifyCredentials(c Credentials, now time.Time) error {
 	}
 	return nil
 }
+
+// GoString is String, for %#v: the password is redacted.
+func (c Credentials) GoString() string { return c.String() }
