@@ -96,4 +96,3 @@ func TestNoSecretInErrors(t *testing.T) {
 		t.Errorf("a bad proxy URL gives %v, want an error without the password", err)
 	}
 }
-
