@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/devicemq/mqtt/internal/redact"
@@ -119,6 +120,11 @@ func (o *Options) proxyFor(addr string, secure bool) (*url.URL, error) {
 		}
 		if u.Scheme != "http" || u.Host == "" {
 			return nil, fmt.Errorf("proxy URL %s: want http://[user:password@]host[:port]", u.Redacted())
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("proxy URL %s: bad port %q", u.Redacted(), p)
+			}
 		}
 		return u, nil
 	}

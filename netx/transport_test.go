@@ -183,6 +183,8 @@ func TestURLConfigErrors(t *testing.T) {
 		{"unix://relative/path", nil, "unix:///absolute/path"},
 		{"tcp://broker:99999", nil, "bad port"},
 		{"tcp://broker:0", nil, "bad port"},
+		{"tcp://broker", &netx.Options{Proxy: "http://user:secret@proxy:99999"}, `proxy URL http://user:xxxxx@proxy:99999: bad port "99999"`},
+		{"tcp://broker", &netx.Options{Proxy: "http://user:secret@[bad"}, "proxy URL"},
 	} {
 		_, err := netx.URL(tc.url, tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -187,7 +188,9 @@ type subDevEntry struct {
 
 // LoadDeviceInfo reads and parses the device_info.json file at path, as
 // ParseDeviceInfo does. Every error names path, and wraps the *os.PathError
-// or the parse error.
+// or the parse error, on one line with one "tencent:" prefix: "tencent:
+// load device info: open x.json: no such file or directory", "tencent:
+// invalid device info: productId: empty (in x.json)".
 func LoadDeviceInfo(path string) (*DeviceInfo, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -195,7 +198,7 @@ func LoadDeviceInfo(path string) (*DeviceInfo, error) {
 	}
 	d, err := ParseDeviceInfo(data)
 	if err != nil {
-		return nil, fmt.Errorf("tencent: load device info %s: %w", path, err)
+		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
 	return d, nil
 }
@@ -321,8 +324,9 @@ func lineCol(data []byte, offset int64) (line, col int) {
 }
 
 // Validate checks d for use in key mode. It returns nil, one *FieldError,
-// or several joined with errors.Join (use errors.As to get the first
-// *FieldError). Every error wraps ErrInvalidDeviceInfo. Rules:
+// or a *FieldErrors holding several (errors.As finds the first *FieldError;
+// the text is one line, "tencent: invalid device info: f1: r1; f2: r2").
+// Every error wraps ErrInvalidDeviceInfo. Rules:
 //
 //   - auth_mode: must be "KEY". "CERT" is reported with
 //     ErrUnsupportedAuthMode (not supported yet).
@@ -369,11 +373,38 @@ func (d *DeviceInfo) Validate() error {
 		}
 	}
 
-	if len(errs) == 1 {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
 		return errs[0]
 	}
-	return errors.Join(errs...)
+	return FieldErrors(errs)
 }
+
+// FieldErrors is several bad fields of one device info, in file order.
+type FieldErrors []error
+
+// Error returns one line: "tencent: invalid device info: <field>:
+// <reason>; <field>: <reason>".
+func (e FieldErrors) Error() string {
+	var b strings.Builder
+	b.WriteString("tencent: invalid device info: ")
+	for i, err := range e {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if fe, ok := err.(*FieldError); ok {
+			b.WriteString(fe.Field + ": " + fe.Reason)
+		} else {
+			b.WriteString(strings.TrimPrefix(err.Error(), "tencent: invalid device info: "))
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the errors, for errors.Is and errors.As.
+func (e FieldErrors) Unwrap() []error { return e }
 
 // checkName checks a product ID or device name; it returns "" if s is fine.
 func checkName(s string, maxLen int) string {

@@ -50,13 +50,16 @@ func main() {
 	timeout := flag.Duration("timeout", 15*time.Second, "time allowed for the whole flow")
 	verbose := flag.Bool("v", false, "log every control packet sent and received (DEBUG level)")
 	flag.Parse()
-	switch tencent.Transport(*transport) {
-	case tencent.TCP, tencent.TLS, tencent.WS, tencent.WSS:
-	default:
-		*timeout = 0
-	}
-	if flag.NArg() > 0 || *timeout <= 0 {
-		fmt.Fprintln(os.Stderr, "usage: sample [-device device_info.json] [-transport ws|wss|tcp|tls] [-timeout 15s] [-v]")
+	usage := "usage: sample [-device device_info.json] [-transport ws|wss|tcp|tls] [-timeout 15s] [-v]"
+	switch {
+	case !validTransport(*transport):
+		fmt.Fprintf(os.Stderr, "sample: -transport %q: want ws, wss, tcp or tls\n%s\n", *transport, usage)
+		os.Exit(2)
+	case *timeout <= 0:
+		fmt.Fprintf(os.Stderr, "sample: -timeout %v: want a positive duration\n%s\n", *timeout, usage)
+		os.Exit(2)
+	case flag.NArg() > 0:
+		fmt.Fprintf(os.Stderr, "sample: unexpected argument %q\n%s\n", flag.Arg(0), usage)
 		os.Exit(2)
 	}
 	level := slog.LevelInfo
@@ -167,4 +170,13 @@ func demoDevice() *tencent.DeviceInfo {
 		DeviceName:   "demo-device",
 		DeviceSecret: base64.StdEncoding.EncodeToString(secret),
 	}
+}
+
+// validTransport reports whether name is one of IoT Hub's transports.
+func validTransport(name string) bool {
+	switch tencent.Transport(name) {
+	case tencent.TCP, tencent.TLS, tencent.WS, tencent.WSS:
+		return true
+	}
+	return false
 }
