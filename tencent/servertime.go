@@ -42,7 +42,10 @@ var ErrNoTimeReply = errors.New("tencent: no time reply from IoT Hub")
 //
 // Replies of other types on the result topic (such as "ssh") are ignored.
 // Errors: an error wrapping ErrNoTimeReply and ctx.Err() when ctx ends
-// first; the client's errors (a refused subscription wraps
+// first (with a client.Session's LastError, such as a refusal, when it has
+// one); ErrNoTimeReply and the client's Err when the client ends first (a
+// Session stopped by a refusal: errors.As finds the *client.ConnackError);
+// the client's errors otherwise (a refused subscription wraps
 // client.ErrSubscriptionFailed); ErrInvalidTimeReply for a malformed reply.
 // ServerTime may be called concurrently with other uses of c, but not
 // concurrently with itself on the same device. Over a client.Session it
@@ -61,7 +64,7 @@ func ServerTime(ctx context.Context, c MQTT, productID, deviceName string) (time
 		}
 	}})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("tencent: server time: %w", err)
+		return time.Time{}, noReply(ctx, c, err)
 	}
 	defer c.Unsubscribe(context.WithoutCancel(ctx), result)
 
@@ -71,10 +74,7 @@ func ServerTime(ctx context.Context, c MQTT, productID, deviceName string) (time
 	for {
 		sentAt := time.Now()
 		if err := c.Publish(ctx, request); err != nil {
-			if ctx.Err() != nil {
-				return time.Time{}, fmt.Errorf("%w: %w", ErrNoTimeReply, ctx.Err())
-			}
-			return time.Time{}, fmt.Errorf("tencent: server time: %w", err)
+			return time.Time{}, noReply(ctx, c, err)
 		}
 	wait:
 		for {
@@ -91,10 +91,36 @@ func ServerTime(ctx context.Context, c MQTT, productID, deviceName string) (time
 			case <-retry.C:
 				break wait
 			case <-c.Done():
-				return time.Time{}, fmt.Errorf("tencent: server time: %w", c.Err())
+				return time.Time{}, noReply(ctx, c, c.Err())
 			case <-ctx.Done():
-				return time.Time{}, fmt.Errorf("%w: %w", ErrNoTimeReply, ctx.Err())
+				return time.Time{}, noReply(ctx, c, ctx.Err())
 			}
 		}
 	}
 }
+
+// noReply is ServerTime's error when err (a call on c, or c's end) stopped
+// it before a reply came: it wraps ErrNoTimeReply when the context ended or
+// the client did, with why the client ended or, for a client that tells
+// it (client.Session.LastError), why its last connection attempt failed,
+// so that a refusal (errors.As *client.ConnackError) shows; other errors
+// are wrapped as they are.
+func noReply(ctx context.Context, c MQTT, err error) error {
+	ended := false
+	select {
+	case <-c.Done():
+		ended = true
+	default:
+	}
+	switch {
+	case ended && c.Err() != nil:
+		return fmt.Errorf("%w: the client ended: %w", ErrNoTimeReply, c.Err())
+	case ctx.Err() != nil:
+		if l, ok := c.(interface{ LastError() error }); ok && l.LastError() != nil {
+			return fmt.Errorf("%w: %w (last connection error: %w)", ErrNoTimeReply, ctx.Err(), l.LastError())
+		}
+		return fmt.Errorf("%w: %w", ErrNoTimeReply, ctx.Err())
+	}
+	return fmt.Errorf("tencent: server time: %w", err)
+}
+

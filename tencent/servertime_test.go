@@ -162,3 +162,40 @@ func TestServerTimeTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoTimeReply", err)
 	}
 }
+
+// TestServerTimeAfterRefusal: over a Session whose credentials the hub
+// refuses, ServerTime ends with ErrNoTimeReply wrapping the refusal: at
+// once when the Session stops (the default), and with the context's end
+// and the last refusal when RetryRefused keeps it trying. Before, it said
+// only "context deadline exceeded" or "client closed".
+func TestServerTimeAfterRefusal(t *testing.T) {
+	hub, err := hubsim.Start(testDevice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	wrong := testDevice
+	wrong.DeviceSecret = "d3JvbmdzZWNyZXQxMjM0NTY="
+	for _, retry := range []bool{false, true} {
+		opts := wrong.SessionOptions(nil)
+		if retry {
+			opts.RetryRefused = func(*client.ConnackError, int) time.Duration { return 50 * time.Millisecond }
+		}
+		s, err := client.NewSession(netx.TCP(hub.TCPAddr()), &opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = tencent.ServerTime(ctx, s, wrong.ProductID, wrong.DeviceName)
+		cancel()
+		s.Close()
+		<-s.Done()
+		var ce *client.ConnackError
+		if !errors.Is(err, tencent.ErrNoTimeReply) || !errors.As(err, &ce) || !errors.Is(err, client.ErrBadUsernameOrPassword) {
+			t.Errorf("retry %v: ServerTime = %v, want ErrNoTimeReply wrapping CONNACK 4", retry, err)
+		}
+		if retry != errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("retry %v: ServerTime = %v: the context's end wrapped %v, want %v", retry, err, !retry, retry)
+		}
+	}
+}
