@@ -123,4 +123,3 @@ func noReply(ctx context.Context, c MQTT, err error) error {
 	}
 	return fmt.Errorf("tencent: server time: %w", err)
 }
-
