@@ -150,9 +150,7 @@ func TestHostileRestoreRacesUnsubscribe(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { s.Close(); <-s.Done() }()
-			p := b.accept()
-			p.expect(packet.CONNECT)
-			p.send(&packet.Connack{})
+			p := acceptConnect(t, b, &packet.Connack{})
 			srv := &subServer{subs: map[string]byte{}}
 			go srv.serve(p)
 			if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {

@@ -54,21 +54,9 @@ func TestHostileDiscardRacesCloseStoreAndOnDrop(t *testing.T) {
 		var calls atomic.Int64
 		o := &Options{ClientID: "b3race", KeepAlive: -1, Store: store, PersistentSession: true,
 			OnDrop: func(Message, error) { calls.Add(1) }}
-		ch := make(chan *Client, 1)
-		go func() {
-			c, err := Dial(context.Background(), b, o)
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- c
-		}()
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
-		c := <-ch
-		if c == nil {
-			return
-		}
+		wait := dialing(t, b, o)
+		p := acceptConnect(t, b, &packet.Connack{})
+		c := wait()
 		store.done = c.Done()
 		go drain(p)
 		for range 2 {

@@ -33,18 +33,9 @@ func TestHostileSubscribeWriteFailsDoneBeforeOnDrop(t *testing.T) {
 				}
 			}}
 		d := &b4dialer{b: newPipeBroker(t)}
-		ch := make(chan *Client, 1)
-		go func() {
-			cl, err := Dial(context.Background(), d, o)
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- cl
-		}()
-		p := d.b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
-		c = <-ch
+		wait := dialing(t, d, o)
+		p := acceptConnect(t, d.b, &packet.Connack{})
+		c = wait()
 		defer func() { c.Close(); <-c.Done() }()
 		pubErr := make(chan error, 1)
 		go func() { pubErr <- c.Publish(context.Background(), Message{Topic: "a", QoS: 1}) }()

@@ -27,7 +27,7 @@ func TestHostileRestoreIDsFull(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b2accept(t, b, &packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		subDone := make(chan error, 1)
 		go func() {
 			_, err := s.Subscribe(context.Background(), Subscription{Filter: "s", QoS: 1, Handler: func(Message) {}})
@@ -45,7 +45,7 @@ func TestHostileRestoreIDsFull(t *testing.T) {
 				t.Fatalf("Enqueue %d: %v", i, err)
 			}
 		}
-		p2 := b2accept(t, b, &packet.Connack{SessionPresent: false})
+		p2 := acceptConnect(t, b, &packet.Connack{SessionPresent: false})
 		got := make(chan packet.Type, 1)
 		go func() {
 			pk, err := p2.dec.Next()

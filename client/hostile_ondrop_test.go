@@ -170,21 +170,11 @@ func TestHostileDiscardAfterDoneWritesStore(t *testing.T) {
 		store.closed.Store(false)
 
 		// The next client on the Store, on the resumed session.
-		ch := make(chan *Client, 1)
-		go func() {
-			c2, err := Dial(context.Background(), b, o)
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- c2
-		}()
-		p = b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{SessionPresent: true})
+		wait := dialing(t, b, o)
+		p = acceptConnect(t, b, &packet.Connack{SessionPresent: true})
 		pk := p.next()
-		if c2 := <-ch; c2 != nil {
-			defer func() { go drain(p); c2.Close(); <-c2.Done() }()
-		}
+		c2 := wait()
+		defer func() { go drain(p); c2.Close(); <-c2.Done() }()
 		switch pk := pk.(type) {
 		case *packet.Publish:
 			if !pk.DUP {

@@ -65,9 +65,7 @@ func TestHostileQoS2HeldBackMessageLost(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -80,9 +78,7 @@ func TestHostileQoS2HeldBackMessageLost(t *testing.T) {
 		}
 		p.conn.Close() // the link drops
 
-		p = b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{SessionPresent: true})
+		p = acceptConnect(t, b, &packet.Connack{SessionPresent: true})
 		if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -131,9 +127,7 @@ func TestHostileQoS2StaleRecordAfterNewSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -165,9 +159,7 @@ func TestHostileQoS2StaleRecordAfterNewSession(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s2.Close(); <-s2.Done() }()
-		p = b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{SessionPresent: true})
+		p = acceptConnect(t, b, &packet.Connack{SessionPresent: true})
 		if err := s2.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +231,7 @@ func TestHostileQoS2SessionDisconnectRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := b2accept(t, b, &packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		p.send(b2pub2(1, "one", false))
 		synctest.Wait()
 		p.send(b2pub2(2, "two", false), b2pub2(3, "three", false))
@@ -259,7 +251,7 @@ func TestHostileQoS2SessionDisconnectRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s2.Close(); <-s2.Done() }()
-		p = b2accept(t, b, &packet.Connack{SessionPresent: true})
+		p = acceptConnect(t, b, &packet.Connack{SessionPresent: true})
 		go p.send(b2pub2(1, "one", true), b2pub2(2, "two", true), b2pub2(3, "three", true))
 		for range 3 {
 			p.expect(packet.PUBREC)

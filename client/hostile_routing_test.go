@@ -34,9 +34,7 @@ func TestHostileUndoResurrectsUnsubscribed(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -81,9 +79,7 @@ func TestHostileUndoResurrectsUnsubscribed(t *testing.T) {
 		}
 		// A new connection without the session: what is subscribed again?
 		p.conn.Close()
-		p = b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p = acceptConnect(t, b, &packet.Connack{})
 		connected := make(chan error, 1)
 		go func() { connected <- s.WaitConnected(ctxT(t, time.Second)) }()
 		synctest.Wait()

@@ -16,14 +16,6 @@ import (
 // Hostile tests of Session (scripted peers and misuse).
 
 // b2accept answers the next CONNECT on b with ack.
-func b2accept(t *testing.T, b *pipeBroker, ack *packet.Connack) *peer {
-	t.Helper()
-	p := b.accept()
-	p.expect(packet.CONNECT)
-	p.send(ack)
-	return p
-}
-
 // TestHostileCallbackMergeReorders: while OnConnect runs (slowly), the
 // connection drops, an attempt fails, the Session connects again and the
 // connection drops again. The waiting calls merge by kind, each in the
@@ -60,13 +52,13 @@ func TestHostileCallbackMergeReorders(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b2accept(t, b, &packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		synctest.Wait() // OnConnect runs, and blocks
 		p.conn.Close()  // lost #1
 		p = b.accept()
 		p.expect(packet.CONNECT)
-		p.conn.Close()                        // connect error #1
-		p = b2accept(t, b, &packet.Connack{}) // connected #2
+		p.conn.Close()                             // connect error #1
+		p = acceptConnect(t, b, &packet.Connack{}) // connected #2
 		synctest.Wait()
 		p.conn.Close() // lost #2
 		// From now on every attempt is refused by closing.
@@ -156,24 +148,24 @@ func TestHostileCallbacksCallSession(t *testing.T) {
 				defer func() { s.Close(); <-s.Done() }()
 				switch where {
 				case "OnConnect":
-					p := b2accept(t, b, &packet.Connack{})
+					p := acceptConnect(t, b, &packet.Connack{})
 					sub := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
 					p.send(&packet.Suback{PacketID: sub.PacketID, ReturnCodes: []packet.SubackCode{0}})
 					go drain(p)
 				case "OnConnectionLost":
-					p := b2accept(t, b, &packet.Connack{})
+					p := acceptConnect(t, b, &packet.Connack{})
 					synctest.Wait()
 					p.conn.Close()
-					p = b2accept(t, b, &packet.Connack{})
+					p = acceptConnect(t, b, &packet.Connack{})
 					go drain(p) // never acknowledges: the Publish times out
 				case "OnConnectError":
 					p := b.accept()
 					p.expect(packet.CONNECT)
 					p.conn.Close()
 				case "RetryRefused":
-					b2accept(t, b, &packet.Connack{ReturnCode: packet.NotAuthorized})
+					acceptConnect(t, b, &packet.Connack{ReturnCode: packet.NotAuthorized})
 				case "handler":
-					p := b2accept(t, b, &packet.Connack{})
+					p := acceptConnect(t, b, &packet.Connack{})
 					go drain(p)
 					p.send(&packet.Publish{Topic: []byte("in"), QoS: 1, PacketID: 1})
 				}
@@ -212,7 +204,7 @@ func TestHostileCallsAcrossLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b2accept(t, b, &packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +223,7 @@ func TestHostileCallsAcrossLoss(t *testing.T) {
 		if err := s.Publish(ctxT(t, time.Second), Message{Topic: "q0"}); !errors.Is(err, ErrNotConnected) {
 			t.Errorf("QoS 0 Publish offline = %v, want ErrNotConnected", err)
 		}
-		p = b2accept(t, b, &packet.Connack{})
+		p = acceptConnect(t, b, &packet.Connack{})
 		for range 3 {
 			switch pk := p.next().(type) {
 			case *packet.Publish:

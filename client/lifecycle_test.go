@@ -22,21 +22,9 @@ import (
 // redial connects another Client to b with o, answering CONNECT with ack.
 func redial(t *testing.T, b *pipeBroker, o *Options, ack *packet.Connack) (*Client, *peer) {
 	t.Helper()
-	ch := make(chan *Client, 1)
-	go func() {
-		c, err := Dial(context.Background(), b, o)
-		if err != nil {
-			t.Error(err)
-		}
-		ch <- c
-	}()
-	p := b.accept()
-	p.expect(packet.CONNECT)
-	p.send(ack)
-	c := <-ch
-	if c == nil {
-		t.FailNow()
-	}
+	wait := dialing(t, b, o)
+	p := acceptConnect(t, b, ack)
+	c := wait()
 	t.Cleanup(func() { c.Close(); <-c.Done() })
 	return c, p
 }
@@ -358,14 +346,10 @@ func TestOnConnectPublishAcrossLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		p.expect(packet.PUBLISH)
 		p.conn.Close() // the link drops before the PUBACK
-		p = b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p = acceptConnect(t, b, &packet.Connack{})
 		pub := p.expect(packet.PUBLISH).(*packet.Publish)
 		p.send(&packet.Puback{PacketID: pub.PacketID})
 		if err := <-pubErr; err != nil {
@@ -385,9 +369,7 @@ func TestSessionSubscribeAcrossLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { s.Close(); <-s.Done() }()
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p := acceptConnect(t, b, &packet.Connack{})
 		if err := s.WaitConnected(ctxT(t, time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -401,9 +383,7 @@ func TestSessionSubscribeAcrossLoss(t *testing.T) {
 		}()
 		synctest.Wait()
 		p.conn.Close() // the link drops
-		p = b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{})
+		p = acceptConnect(t, b, &packet.Connack{})
 		sub := p.expect(packet.SUBSCRIBE).(*packet.Subscribe)
 		p.send(&packet.Suback{PacketID: sub.PacketID, ReturnCodes: []packet.SubackCode{1}})
 		if err := <-errc; err != nil {
@@ -426,27 +406,15 @@ func TestStoreBeyondMaxPending(t *testing.T) {
 		}
 		o := &Options{ClientID: "reload", PersistentSession: true, KeepAlive: -1, Store: store, MaxPending: 2}
 		b := newPipeBroker(t)
-		ch := make(chan *Client, 1)
-		go func() {
-			c, err := Dial(context.Background(), b, o)
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- c
-		}()
-		p := b.accept()
-		p.expect(packet.CONNECT)
-		p.send(&packet.Connack{SessionPresent: true})
+		wait := dialing(t, b, o)
+		p := acceptConnect(t, b, &packet.Connack{SessionPresent: true})
 		for i := range 5 {
 			pub := p.expect(packet.PUBLISH).(*packet.Publish)
 			if pub.PacketID != uint16(i+1) || !pub.DUP {
 				t.Errorf("re-sent PUBLISH %d with DUP %v, want %d with DUP", pub.PacketID, pub.DUP, i+1)
 			}
 		}
-		c := <-ch
-		if c == nil {
-			t.FailNow()
-		}
+		c := wait()
 		defer func() { c.Close(); <-c.Done() }()
 		if err := c.Publish(ctxT(t, time.Second), Message{Topic: "t", QoS: 1}); !errors.Is(err, ErrNotSent) {
 			t.Errorf("Publish beyond MaxPending = %v, want ErrNotSent (no room)", err)

@@ -51,33 +51,53 @@ func (b *pipeBroker) accept() *peer {
 	}
 }
 
+// dialing starts Dial of a Client through d in the background and returns
+// the wait for it: the Client, once Dial returned; a failed Dial fails the
+// test. The server's side is the caller's: acceptConnect, or reading what
+// the client writes before Dial returns.
+func dialing(t testing.TB, d Dialer, opts *Options) (wait func() *Client) {
+	ch := make(chan *Client, 1)
+	go func() {
+		c, err := Dial(context.Background(), d, opts)
+		if err != nil {
+			t.Errorf("Dial: %v", err)
+		}
+		ch <- c
+	}()
+	return func() *Client {
+		t.Helper()
+		c := <-ch
+		if c == nil {
+			t.FailNow()
+		}
+		return c
+	}
+}
+
+// acceptConnect takes b's next connection, reads its CONNECT and answers
+// ack.
+func acceptConnect(t testing.TB, b *pipeBroker, ack *packet.Connack) *peer {
+	t.Helper()
+	p := b.accept()
+	p.expect(packet.CONNECT)
+	p.send(ack)
+	return p
+}
+
 // dialPipe connects a Client to a pipe broker inside the current bubble,
 // answering its CONNECT with ack (nil: CONNACK 0), and returns both ends.
 // The Client is closed at the end of the test.
 func dialPipe(t *testing.T, opts *Options, ack *packet.Connack) (*Client, *peer, *pipeBroker) {
 	t.Helper()
 	b := newPipeBroker(t)
-	type result struct {
-		c   *Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := Dial(context.Background(), b, opts)
-		ch <- result{c, err}
-	}()
-	p := b.accept()
-	p.expect(packet.CONNECT)
 	if ack == nil {
 		ack = &packet.Connack{}
 	}
-	p.send(ack)
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("Dial: %v", r.err)
-	}
-	t.Cleanup(func() { r.c.Close(); <-r.c.Done() })
-	return r.c, p, b
+	wait := dialing(t, b, opts)
+	p := acceptConnect(t, b, ack)
+	c := wait()
+	t.Cleanup(func() { c.Close(); <-c.Done() })
+	return c, p, b
 }
 
 // TestPipeKeepAlive is a first check that the client's clock works inside

@@ -554,9 +554,7 @@ func TestRecoveryDiscard(t *testing.T) {
 				}
 				dialed <- c
 			}()
-			p := b.accept()
-			p.expect(packet.CONNECT)
-			p.send(&packet.Connack{})
+			p := acceptConnect(t, b, &packet.Connack{})
 			pubZ := rcExpectPublish(t, p, "Z")
 			if pubZ.PacketID != 1 {
 				t.Fatalf("Z sent with identifier %d, want its stored 1", pubZ.PacketID)
@@ -1140,9 +1138,7 @@ func TestRecoveryRefused(t *testing.T) {
 				Options:        Options{ClientID: "unavailable"},
 				OnConnectError: func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() },
 			})
-			p := b.accept()
-			p.expect(packet.CONNECT)
-			p.send(&packet.Connack{ReturnCode: packet.ServerUnavailable})
+			acceptConnect(t, b, &packet.Connack{ReturnCode: packet.ServerUnavailable})
 			rcAccept(t, b, false) // a second CONNECT
 			if err := s.WaitConnected(ctxT(t, time.Minute)); err != nil {
 				t.Fatalf("WaitConnected = %v", err)
@@ -1180,9 +1176,7 @@ func TestRecoveryRefused(t *testing.T) {
 			})
 			refuse := func(code packet.ConnackCode, wantRefusals int) {
 				t.Helper()
-				p := b.accept()
-				p.expect(packet.CONNECT)
-				p.send(&packet.Connack{ReturnCode: code})
+				p := acceptConnect(t, b, &packet.Connack{ReturnCode: code})
 				refused := time.Now()
 				select {
 				case c := <-calls:

@@ -63,24 +63,13 @@ func tmDoneAt(t *testing.T, c *Client, start time.Time, at time.Duration) error 
 func tmDial(t *testing.T, opts *Options) (*Client, *peer, *packet.Connect) {
 	t.Helper()
 	b := newPipeBroker(t)
-	type result struct {
-		c   *Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := Dial(context.Background(), b, opts)
-		ch <- result{c, err}
-	}()
+	wait := dialing(t, b, opts)
 	p := b.accept()
 	connect := p.expect(packet.CONNECT).(*packet.Connect).Clone()
 	p.send(&packet.Connack{})
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("Dial: %v", r.err)
-	}
-	t.Cleanup(func() { r.c.Close(); <-r.c.Done() })
-	return r.c, p, connect
+	c := wait()
+	t.Cleanup(func() { c.Close(); <-c.Done() })
+	return c, p, connect
 }
 
 // tmSendAsync writes packets to the client on a goroutine of its own: a
