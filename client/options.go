@@ -386,7 +386,7 @@ func (o Options) String() string { return redact.Struct(o, hideOptions) }
 func (o Options) GoString() string { return o.String() }
 
 // LogValue implements slog.LogValuer with String's text.
-func (o Options) LogValue() slog.Value { return redact.Value(o.String()) }
+func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 func hideOptions(field string, v reflect.Value) (string, bool) {
 	if field == "Password" {

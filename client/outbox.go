@@ -59,13 +59,16 @@ type request struct {
 // a pooled buffer (without a Store, which may keep the copy).
 const maxPooledMessage = 512
 
-// messageBuffers pools copies by size class: 64, 128, 256 and 512 bytes,
-// so that a small message does not take a large buffer.
-var messageBuffers = [4]sync.Pool{
-	{New: func() any { b := make([]byte, 64); return &b }},
-	{New: func() any { b := make([]byte, 128); return &b }},
-	{New: func() any { b := make([]byte, 256); return &b }},
-	{New: func() any { b := make([]byte, 512); return &b }},
+// messageBuffers pools copies by size class: 64, 128, 256 and 512 bytes
+// (maxPooledMessage), so that a small message does not take a large
+// buffer.
+var messageBuffers [4]sync.Pool
+
+func init() {
+	for i := range messageBuffers {
+		size := 64 << i
+		messageBuffers[i].New = func() any { b := make([]byte, size); return &b }
+	}
 }
 
 // bufferClass returns the index in messageBuffers for size bytes (at most

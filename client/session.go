@@ -13,7 +13,6 @@ import (
 
 	"github.com/devicemq/mqtt/internal/redact"
 	"github.com/devicemq/mqtt/packet"
-	"reflect"
 )
 
 // Defaults for zero SessionOptions fields.
@@ -466,9 +465,6 @@ func (s *Session) restore(cn *conn, stop <-chan struct{}) bool {
 // reserveOn waits for a packet identifier for r while cn lasts and the
 // Session runs.
 func (s *Session) reserveOn(cn *conn, r *request) error {
-	if s.c.out.idFree() {
-		return s.c.out.reserveID(s.ctx, r)
-	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel() // ends the goroutine below
 	go func() {
@@ -657,11 +653,11 @@ func (s *Session) Close() error {
 
 // String formats o as Options.String does, the password redacted.
 func (o SessionOptions) String() string {
-	return redact.Struct(o, func(string, reflect.Value) (string, bool) { return "", false })
+	return redact.Struct(o, nil)
 }
 
 // GoString is String, for %#v.
 func (o SessionOptions) GoString() string { return o.String() }
 
 // LogValue implements slog.LogValuer with String's text.
-func (o SessionOptions) LogValue() slog.Value { return redact.Value(o.String()) }
+func (o SessionOptions) LogValue() slog.Value { return slog.StringValue(o.String()) }

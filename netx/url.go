@@ -246,7 +246,7 @@ func (o Options) String() string {
 func (o Options) GoString() string { return o.String() }
 
 // LogValue implements slog.LogValuer with String's text.
-func (o Options) LogValue() slog.Value { return redact.Value(o.String()) }
+func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 // urlCause is the cause of a url.Parse error, without the URL it quotes
 // (which may hold a password).

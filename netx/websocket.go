@@ -456,4 +456,4 @@ func (o WebSocketOptions) String() string {
 func (o WebSocketOptions) GoString() string { return o.String() }
 
 // LogValue implements slog.LogValuer with String's text.
-func (o WebSocketOptions) LogValue() slog.Value { return redact.Value(o.String()) }
+func (o WebSocketOptions) LogValue() slog.Value { return slog.StringValue(o.String()) }

@@ -292,4 +292,4 @@ func (p Connect) String() string {
 func (p Connect) GoString() string { return p.String() }
 
 // LogValue implements slog.LogValuer with String's text.
-func (p Connect) LogValue() slog.Value { return redact.Value(p.String()) }
+func (p Connect) LogValue() slog.Value { return slog.StringValue(p.String()) }

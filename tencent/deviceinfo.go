@@ -341,7 +341,7 @@ func lineCol(data []byte, offset int64) (line, col int) {
 //     PlaceholderDeviceSecret, standard padded Base64 (RFC 4648 section 4)
 //     of 1 to MaxDeviceSecretLen bytes.
 func (d *DeviceInfo) Validate() error {
-	var errs []error
+	var errs FieldErrors
 	add := func(field, reason string, err error) {
 		errs = append(errs, &FieldError{Field: field, Reason: reason, Err: err})
 	}
@@ -369,7 +369,7 @@ func (d *DeviceInfo) Validate() error {
 
 	if d.AuthMode != AuthModeCert {
 		if _, err := decodeSecret(d.DeviceSecret); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, err.(*FieldError)) // decodeSecret's only kind
 		}
 	}
 
@@ -379,32 +379,34 @@ func (d *DeviceInfo) Validate() error {
 	case 1:
 		return errs[0]
 	}
-	return FieldErrors(errs)
+	return errs
 }
 
 // FieldErrors is several bad fields of one device info, in file order.
-type FieldErrors []error
+type FieldErrors []*FieldError
 
 // Error returns one line: "tencent: invalid device info: <field>:
 // <reason>; <field>: <reason>".
 func (e FieldErrors) Error() string {
 	var b strings.Builder
 	b.WriteString("tencent: invalid device info: ")
-	for i, err := range e {
+	for i, fe := range e {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		if fe, ok := err.(*FieldError); ok {
-			b.WriteString(fe.Field + ": " + fe.Reason)
-		} else {
-			b.WriteString(strings.TrimPrefix(err.Error(), "tencent: invalid device info: "))
-		}
+		b.WriteString(fe.Field + ": " + fe.Reason)
 	}
 	return b.String()
 }
 
 // Unwrap returns the errors, for errors.Is and errors.As.
-func (e FieldErrors) Unwrap() []error { return e }
+func (e FieldErrors) Unwrap() []error {
+	errs := make([]error, len(e))
+	for i, fe := range e {
+		errs[i] = fe
+	}
+	return errs
+}
 
 // checkName checks a product ID or device name; it returns "" if s is fine.
 func checkName(s string, maxLen int) string {
@@ -470,4 +472,4 @@ func (d DeviceInfo) String() string {
 func (d DeviceInfo) GoString() string { return d.String() }
 
 // LogValue implements slog.LogValuer with String's text.
-func (d DeviceInfo) LogValue() slog.Value { return redact.Value(d.String()) }
+func (d DeviceInfo) LogValue() slog.Value { return slog.StringValue(d.String()) }

@@ -1,12 +1,11 @@
 // Package redact formats structs that hold secrets (passwords, device and
-// product secrets, proxy credentials) for fmt and log/slog, with the secrets
-// replaced by a mark, so that no verb (%v %+v %#v %s %q) and no slog handler
-// (text or JSON) ever shows one.
+// product secrets, proxy credentials) with the secrets replaced by a mark,
+// for their String, GoString and LogValue methods, so that no fmt verb
+// (%v %+v %#v %s %q) and no slog handler (text or JSON) ever shows one.
 package redact
 
 import (
 	"fmt"
-	"log/slog"
 	"net/url"
 	"reflect"
 	"strings"
@@ -15,8 +14,9 @@ import (
 // Mark replaces a secret that is not empty.
 const Mark = "[redacted]"
 
-// Struct formats v, a struct, as Type{Field:value ...}. hide, given a
-// field's name, returns its text and true when the field is secret;
+// Struct formats v, a struct, as Type{Field:value ...}. hide (nil for
+// none), given a field's name, returns its text and true when the field is
+// secret;
 // other fields show as fmt's %+v would, but for pointers, functions,
 // channels and interfaces holding pointers, which show as addresses (a
 // pointer may lead to a secret: a tls.Config's private keys).
@@ -34,9 +34,11 @@ func Struct(v any, hide func(field string, value reflect.Value) (string, bool)) 
 		b.WriteString(sf.Name)
 		b.WriteByte(':')
 		fv := rv.Field(i)
-		if s, ok := hide(sf.Name, fv); ok {
-			b.WriteString(s)
-			continue
+		if hide != nil {
+			if s, ok := hide(sf.Name, fv); ok {
+				b.WriteString(s)
+				continue
+			}
 		}
 		writeValue(&b, fv)
 	}
@@ -95,6 +97,3 @@ func URL(raw string) string {
 	}
 	return u.Redacted()
 }
-
-// Value is the slog value of s, a redacted text.
-func Value(s string) slog.Value { return slog.StringValue(s) }
